@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""The course's command line: set-up, tests, headless runs and notebook upkeep (stdlib only).
+
+    python course.py lab        install what the lessons need, then open JupyterLab on notebooks/
+    python course.py test       install what the tests need, then run the whole test suite
+    python course.py execute    run every notebook top to bottom into build/executed/, with a time table
+    python course.py stamp      rewrite every notebook's Colab badge and bootstrap cell from REPO_SLUG
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# The one place that names the course's GitHub repository: badges and bootstrap cells come from it.
+REPO_SLUG = "diffusion-course/diffusion-models-course"
+BRANCH = "main"
+
+ROOT = Path(__file__).resolve().parent
+NOTEBOOKS = ROOT / "notebooks"
+BUILD = ROOT / "build"
+
+BOOTSTRAP = f'''# Setup: make the course's `utils` importable. On Colab, fetch the course and what Colab lacks.
+import os, subprocess, sys
+if "google.colab" in sys.modules and not os.path.isdir("/content/course"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "{BRANCH}",
+                    "https://github.com/{REPO_SLUG}", "/content/course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "-r", "/content/course/requirements.txt"], check=True)
+for root in (os.getcwd(), os.path.dirname(os.getcwd()), "/content/course"):
+    if os.path.isfile(os.path.join(root, "utils", "__init__.py")):
+        sys.path.insert(0, root)
+        break
+from utils import SETTINGS, describe_hardware
+print(describe_hardware(), "|", SETTINGS)'''
+
+
+def badge(notebook_name: str) -> str:
+    """The Open-in-Colab badge for one notebook, as markdown."""
+    url = f"https://colab.research.google.com/github/{REPO_SLUG}/blob/{BRANCH}/notebooks/{notebook_name}"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def notebook_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
+
+
+def install(test: bool) -> None:
+    """Install torch (only if missing, so an existing CUDA build stays), then the requirements."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _pip("torch==2.13.0")
+    files = ["-r", str(ROOT / "requirements.txt")]
+    if test:  # the exact versions the test suite last passed with
+        files += ["-r", str(ROOT / "requirements-test.txt"), "-c", str(ROOT / "constraints.txt")]
+    _pip(*files)
+
+
+def cmd_lab(args) -> int:
+    install(test=False)
+    return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(NOTEBOOKS)])
+
+
+def cmd_test(args) -> int:
+    install(test=True)
+    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT)
+
+
+def cmd_execute(args) -> int:
+    """Execute notebooks headless (full mode unless --smoke), keep the executed copies, time them."""
+    sys.path.insert(0, str(ROOT))
+    from tests.harness import execute_notebook
+
+    out_dir = BUILD / ("executed-smoke" if args.smoke else "executed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p).resolve() for p in args.notebooks] or notebook_paths()
+    rows, failed = [], False
+    for path in paths:
+        print(f"running {path.name} ...", flush=True)
+        result = execute_notebook(path, out_dir / path.name, smoke=args.smoke, timeout=args.timeout)
+        failed |= result["error"] is not None
+        rows.append(result)
+        if result["error"]:
+            print(f"  FAILED: {result['error']}")
+    print(f"\n{'notebook':<36}{'seconds':>9}{'peak RSS MB':>13}  result")
+    for r in rows:
+        print(f"{r['name']:<36}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13.0f}  "
+              f"{'failed' if r['error'] else 'ok'}")
+    print(f"{'total':<36}{sum(r['seconds'] for r in rows):>9.1f}")
+    print(f"executed copies with outputs: {out_dir.relative_to(ROOT)}/")
+    return 1 if failed else 0
+
+
+def stamp(nb: dict, name: str) -> dict:
+    """Put the badge under the title line of the first cell and the bootstrap in the first code cell."""
+    title = nb["cells"][0]
+    lines = [line for line in "".join(title["source"]).split("\n") if "colab-badge.svg" not in line]
+    at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
+    title["source"] = _lines("\n".join(lines[:at] + [badge(name)] + lines[at:]))
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["source"] = _lines(BOOTSTRAP)
+    return nb
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)  # how Jupyter stores a cell's source
+
+
+def cmd_stamp(args) -> int:
+    for path in notebook_paths():
+        nb = json.loads(path.read_text())
+        before = json.dumps(nb)
+        stamp(nb, path.name)
+        if json.dumps(nb) != before:
+            path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+            print(f"stamped {path.name}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("lab", help="install and open JupyterLab").set_defaults(func=cmd_lab)
+    test = sub.add_parser("test", help="install and run the test suite (other options go to pytest)")
+    test.set_defaults(func=cmd_test)
+    run = sub.add_parser("execute", help="run notebooks headless into build/")
+    run.add_argument("notebooks", nargs="*", help="default: every notebook, in order")
+    run.add_argument("--smoke", action="store_true", help="COURSE_SMOKE=1: tiny sizes")
+    run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
+    run.set_defaults(func=cmd_execute)
+    sub.add_parser("stamp", help="re-stamp badges and bootstrap cells").set_defaults(func=cmd_stamp)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The notebook harness itself: it must accept the course's notebooks and reject bad ones."""
+import copy
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import course
+from tests.harness import ROOT, convention_problems, numbering_problems, outcome_problems
+
+NOTEBOOKS = course.notebook_paths()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_course_notebooks_follow_the_conventions(path):
+    assert convention_problems(path) == []
+
+
+def test_course_notebooks_are_numbered_contiguously():
+    assert NOTEBOOKS, "the course has no notebooks"
+    assert numbering_problems(NOTEBOOKS) == []
+
+
+def test_stamp_is_idempotent():
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        assert course.stamp(copy.deepcopy(nb), path.name) == nb, f"run: python course.py stamp ({path.name})"
+
+
+def _lesson(*code: str, name: str = "00_example.ipynb") -> tuple[str, dict]:
+    """A minimal well-formed lesson with the given code cells after the bootstrap."""
+    def cell(kind, source):
+        extra = {"outputs": [], "execution_count": None} if kind == "code" else {}
+        return {"cell_type": kind, "metadata": {"slideshow": {"slide_type": "slide"}},
+                "source": source, **extra}
+
+    cells = [cell("markdown", f"# Example\n{course.badge(name)}"), cell("code", course.BOOTSTRAP)]
+    cells += [cell("code", src) for src in code]
+    cells.append(cell("markdown", "## Summary\nIt ran.\n\n## Exercises\n1. Run it."))
+    return name, {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}},
+                  "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_a_well_formed_lesson_passes():
+    name, nb = _lesson("print(1)")
+    assert convention_problems(Path(name), nb) == []
+
+
+@pytest.mark.parametrize("defect, expected", [
+    (lambda nb: nb["cells"][2].update(outputs=[{"output_type": "stream", "name": "stdout", "text": "1"}]),
+     "carries stored outputs"),
+    (lambda nb: nb["cells"][2].update(execution_count=3), "carries stored outputs"),
+    (lambda nb: nb["cells"][1].update(source=course.BOOTSTRAP + "\nimport numpy"), "standard bootstrap"),
+    (lambda nb: nb["cells"][2].update(metadata={}), "cell 2 has no slide metadata"),
+    (lambda nb: nb["cells"][0].update(source="# Example"), "Open-in-Colab badge"),
+    (lambda nb: nb["cells"][0].update(source="Example, no title"), "'# Title'"),
+    (lambda nb: nb["cells"][2].update(source="token = 'hf_" + "a1B2" * 9 + "'"), "Hugging Face token"),
+    (lambda nb: nb["cells"].pop(), "no 'Summary' section"),
+])
+def test_defects_are_caught(defect, expected):
+    name, nb = _lesson("print(1)")
+    defect(nb)
+    assert any(expected in problem for problem in convention_problems(Path(name), nb)), expected
+
+
+def test_numbering_gaps_and_duplicates_are_caught():
+    assert numbering_problems([Path("00_a.ipynb"), Path("02_b.ipynb")])
+    assert numbering_problems([Path("00_a.ipynb"), Path("00_b.ipynb")])
+    assert not numbering_problems([Path("00_a.ipynb"), Path("01_b.ipynb")])
+
+
+def test_a_notebook_that_did_nothing_is_caught():
+    figure = {"output_type": "display_data", "data": {"image/png": "...", "text/plain": "<Figure>"}}
+    text = {"output_type": "stream", "name": "stdout", "text": "ok\n"}
+    skip = {"output_type": "stream", "name": "stdout", "text": "Skipped on this machine: x (needs a GPU)\n"}
+    assert outcome_problems([[text], [text], [figure]]) == []
+    assert "no figure was shown" in outcome_problems([[text], [text], [text]])
+    assert any("produced any output" in p for p in outcome_problems([[], [], [figure]]))
+    assert any("skipped" in p for p in outcome_problems([[text], [skip], [skip], [figure]]))
+
+
+FIGURE = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"
+DEPRECATED = (
+    "import torch\nfrom utils.track import tiny_random_pipeline\npipe = tiny_random_pipeline()\n"
+    "pipe('a red seven', num_inference_steps=1, height=32, width=32,\n"
+    "     callback=lambda step, t, latents: None, callback_steps=1)"
+)
+
+
+def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
+    """One pytest-in-pytest run: nbval with the course's plugin over four small notebooks."""
+    notebooks = {
+        "good": _lesson("print('hello')", "print(2 + 2)", FIGURE),
+        "raises": _lesson("print('hello')", "raise ValueError('broken lesson')", FIGURE),
+        "deprecated": _lesson("print('hello')", DEPRECATED, FIGURE),
+        "nothing": _lesson("x = 1", "y = 2"),
+    }
+    for key, (_, nb) in notebooks.items():
+        (tmp_path / f"{key}.ipynb").write_text(json.dumps(nb))
+    report = tmp_path / "report.xml"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.nbharness", "--nbval-lax", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), "-c", os.devnull, f"--junitxml={report}", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    failed = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            notebook = case.get("classname", "").split(".ipynb")[0]
+            failed.setdefault(notebook, []).append((problem.get("message") or "") + (problem.text or ""))
+    assert "good" not in failed, failed.get("good")
+    assert any("broken lesson" in m for m in failed.get("raises", [])), failed
+    assert any("FutureWarning" in m and "callback" in m for m in failed.get("deprecated", [])), failed
+    assert any("did too little" in m for m in failed.get("nothing", [])), failed

