@@ -68,10 +68,23 @@ def convention_problems(path: Path, nb: dict | None = None) -> list[str]:
 
 
 def numbering_problems(paths: list[Path]) -> list[str]:
-    """Lesson numbers must run 00, 01, 02, ... with no gap and no duplicate."""
-    numbers = sorted(int(NAME.match(Path(p).name).group(1)) for p in paths if NAME.match(Path(p).name))
-    expected = list(range(len(numbers)))
-    return [] if numbers == expected else [f"lesson numbers {numbers} are not contiguous from 00"]
+    """Each lesson number is used once, and names the lesson the curriculum gives it
+    (``course.CURRICULUM``: 00_setup_and_gpus, 01_pipelines, ...)."""
+    problems, seen = [], {}
+    for path in map(Path, paths):
+        match = NAME.match(path.name)
+        if not match:
+            continue
+        number = int(match.group(1))
+        if number in seen:
+            problems.append(f"lesson number {number:02d} is used twice: {seen[number]} and {path.name}")
+        seen[number] = path.name
+        expected = (f"{number:02d}_{course.CURRICULUM[number]}.ipynb"
+                    if number < len(course.CURRICULUM) else None)
+        if path.name != expected:
+            problems.append(f"{path.name}: the curriculum (course.CURRICULUM) names lesson {number:02d} "
+                            f"{expected or 'nothing'}")
+    return problems
 
 
 def outcome_problems(cell_outputs: list[list[dict]]) -> list[str]:

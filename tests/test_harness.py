@@ -20,7 +20,7 @@ def test_course_notebooks_follow_the_conventions(path):
     assert convention_problems(path) == []
 
 
-def test_course_notebooks_are_numbered_contiguously():
+def test_course_notebooks_are_numbered_by_the_curriculum():
     assert NOTEBOOKS, "the course has no notebooks"
     assert numbering_problems(NOTEBOOKS) == []
 
@@ -68,10 +68,12 @@ def test_defects_are_caught(defect, expected):
     assert any(expected in problem for problem in convention_problems(Path(name), nb)), expected
 
 
-def test_numbering_gaps_and_duplicates_are_caught():
-    assert numbering_problems([Path("00_a.ipynb"), Path("02_b.ipynb")])
-    assert numbering_problems([Path("00_a.ipynb"), Path("00_b.ipynb")])
-    assert not numbering_problems([Path("00_a.ipynb"), Path("01_b.ipynb")])
+def test_duplicate_and_misnamed_lesson_numbers_are_caught():
+    first, second = (f"{n:02d}_{course.CURRICULUM[n]}.ipynb" for n in (0, 1))
+    assert not numbering_problems([Path(first), Path(second)])
+    assert any("used twice" in p for p in numbering_problems([Path(first), Path("00_other.ipynb")]))
+    assert any("names lesson 01" in p for p in numbering_problems([Path("01_vae.ipynb")]))
+    assert any("names lesson 99 nothing" in p for p in numbering_problems([Path("99_extra.ipynb")]))
 
 
 def test_a_notebook_that_did_nothing_is_caught():
