@@ -35,7 +35,7 @@ if "google.colab" in sys.modules and not os.path.isdir("/content/course"):
     subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "{BRANCH}",
                     "https://github.com/{REPO_SLUG}", "/content/course"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "-r", "/content/course/requirements.txt"], check=True)
+                    "-r", "/content/course/requirements-lessons.txt"], check=True)
 for root in (os.getcwd(), os.path.dirname(os.getcwd()), "/content/course"):
     if os.path.isfile(os.path.join(root, "utils", "__init__.py")):
         sys.path.insert(0, root)
