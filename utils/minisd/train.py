@@ -1,0 +1,518 @@
+"""Train MiniSD from scratch, stage by stage, resumably.
+
+Stages (each saved under the work folder, as safetensors, before the next starts):
+    1. tokenizer  word-level CLIPTokenizer built from the caption words
+    2. clip       CLIPModel (text + vision towers) trained contrastively on captioned digits
+    3. vae        AutoencoderKL 3x32x32 <-> 4x8x8; its scaling_factor is measured (1/std of latents)
+    4. latents    every training image encoded once (posterior mean and std)
+    5. decoder    the VAE decoder alone trained on, from those fixed latents: colours come out
+                  truer, and the latent space the U-Net learns is unchanged (the encoder is frozen)
+    6. unet       UNet2DConditionModel predicting noise, cross-attending to the frozen text encoder
+    7. export     StableDiffusionPipeline.save_pretrained, weights stored as fp16 safetensors
+A finished stage is never redone on ``--resume``; the U-Net stage also resumes mid-way from its
+last checkpoint.
+"""
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from utils.minisd.data import TRAIN_COLOURS, DIGIT_WORDS, random_captions, render, training_set
+from utils.minisd.models import Recipe, build_clip, build_scheduler, build_unet, build_vae
+from utils.minisd.tokenizer import build_tokenizer
+
+STAGES = ["tokenizer", "clip", "vae", "latents", "decoder", "unet", "export"]
+
+
+class Run:
+    """One training run: its recipe, work folder, bookkeeping (state.json) and shared data."""
+
+    def __init__(self, recipe: Recipe, work: Path, seed: int, minutes: dict[str, float]):
+        self.recipe, self.work, self.seed, self.minutes = recipe, work, seed, minutes
+        self.state_path = work / "state.json"
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {
+            "recipe": _jsonable(asdict(recipe)), "seed": seed, "stages": {}}
+        if self.state["recipe"] != _jsonable(asdict(recipe)) or self.state["seed"] != seed:
+            raise ValueError(f"--resume: the work folder {work} holds a run with another recipe or "
+                             "seed; use the same flags, or --overwrite to start afresh.")
+        self._data = None
+
+    def done(self, stage: str) -> bool:
+        return self.state["stages"].get(stage, {}).get("done", False)
+
+    def finish(self, stage: str, seconds: float, **facts) -> None:
+        self.state["stages"][stage] = {"done": True, "seconds": round(seconds, 1), **facts}
+        self.save_state()
+
+    def save_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        os.replace(tmp, self.state_path)  # atomic: an interrupt never leaves half a state file
+
+    def data(self):
+        """The rendered training set (uint8 (N, 3, 32, 32), attrs), made once per process."""
+        if self._data is None:
+            self._data = training_set(self.recipe.variants, seed=self.seed, limit=self.recipe.limit)
+        return self._data
+
+    def rng(self, stage: str) -> np.random.Generator:
+        """A generator per stage, so resuming one stage does not change another's draws."""
+        return np.random.default_rng([self.seed, STAGES.index(stage)])
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d))
+
+
+def _images_for(images: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    return images[torch.as_tensor(idx)].float() / 127.5 - 1.0  # (B, 3, 32, 32) in [-1, 1]
+
+
+def _named_captions(attrs: dict, idx: np.ndarray, rng: np.random.Generator):
+    """Captions for CLIP: random drops as for the U-Net, but never empty (nothing to match)."""
+    sub = {k: v[idx] for k, v in attrs.items()}
+    texts, kept = random_captions(sub, rng)
+    empty = ~kept.any(1)
+    if empty.any():  # name the digit instead of saying nothing
+        kept[empty, 0] = True
+        for i in np.flatnonzero(empty):
+            texts[i] = f"a {DIGIT_WORDS[sub['digit'][i]]}"
+    return texts, kept, sub
+
+
+def stage_tokenizer(run: Run) -> dict:
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(run.work / "tokenizer")
+    return {"vocab_size": len(tokenizer)}
+
+
+def _tokenizer(run: Run):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(run.work / "tokenizer")
+
+
+def _ids(tokenizer, texts: list[str]) -> torch.Tensor:
+    """Token ids exactly as StableDiffusionPipeline.encode_prompt makes them (no attention mask)."""
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids  # (B, 16)
+
+
+def stage_clip(run: Run) -> dict:
+    r, rng = run.recipe, run.rng("clip")
+    tokenizer = _tokenizer(run)
+    torch.manual_seed(run.seed)
+    clip = build_clip(r, len(tokenizer), tokenizer.model_max_length, tokenizer.bos_token_id,
+                      tokenizer.eos_token_id)
+    images, attrs = run.data()
+    opt = torch.optim.AdamW(clip.parameters(), lr=r.clip_lr, weight_decay=0.05)
+    names = ["digit", "colour", "thickness", "size"]
+    clock = _Clock(r.clip_steps, run.minutes.get("clip"))
+    bar = tqdm(total=r.clip_steps, desc="clip", mininterval=2.0)
+    for step in clock:
+        _set_lr(opt, r.clip_lr, clock.progress, warmup=min(100, r.clip_steps // 10), step=step)
+        idx = rng.integers(0, len(images), r.clip_batch)
+        texts, kept, sub = _named_captions(attrs, idx, rng)
+        # A caption matches every image whose attributes agree with all it names: many positives.
+        match = np.ones((len(idx), len(idx)), dtype=bool)  # [image i, caption j]
+        for a, name in enumerate(names):
+            same = sub[name][:, None] == sub[name][None, :]
+            match &= same | ~kept[None, :, a]
+        match = torch.as_tensor(match, dtype=torch.float32)
+        out = clip(input_ids=_ids(tokenizer, texts), pixel_values=_images_for(images, idx))
+        loss_img = -(match / match.sum(1, keepdim=True) * out.logits_per_image.log_softmax(1))
+        loss_txt = -(match.T / match.T.sum(1, keepdim=True) * out.logits_per_text.log_softmax(1))
+        loss = (loss_img.sum(1).mean() + loss_txt.sum(1).mean()) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    clip.eval()
+    clip.save_pretrained(run.work / "clip")
+    return {"final_loss": round(loss.item(), 4), **clock.facts(),
+            **zero_shot(clip, tokenizer, limit=r.limit)}
+
+
+@torch.no_grad()
+def zero_shot(clip, tokenizer, limit: int | None = None) -> dict:
+    """Zero-shot accuracy of CLIP on held-out test digits (evaluation only, never trained on):
+    the caption "a {colour} digit" for colour and "a {digit}" for the digit, highest similarity."""
+    from utils.data import load_mnist
+
+    digits, labels = load_mnist(split="test")
+    if limit is not None:
+        digits, labels = digits[:limit], labels[:limit]
+    rng = np.random.default_rng(1234)
+    colour = rng.integers(0, len(TRAIN_COLOURS), len(labels))
+    thick, size = rng.integers(0, 3, len(labels)), rng.integers(0, 3, len(labels))
+    pixels = render(digits, colour, thick, size) * 2 - 1
+    image_emb = F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+
+    def accuracy(prompts, truth):
+        text_emb = F.normalize(clip.get_text_features(input_ids=_ids(tokenizer, prompts)).pooler_output,
+                               dim=-1)
+        return float(((image_emb @ text_emb.T).argmax(1).numpy() == truth).mean())
+
+    return {"zero_shot_colour": round(accuracy([f"a {c} digit" for c in TRAIN_COLOURS], colour), 3),
+            "zero_shot_digit": round(accuracy([f"a {w}" for w in DIGIT_WORDS], labels), 3)}
+
+
+def stage_vae(run: Run) -> dict:
+    r, rng = run.recipe, run.rng("vae")
+    torch.manual_seed(run.seed)
+    vae = build_vae(r)
+    images, _ = run.data()
+    opt = torch.optim.AdamW(vae.parameters(), lr=r.vae_lr, weight_decay=0.0)
+    clock = _Clock(r.vae_steps, run.minutes.get("vae"))
+    bar = tqdm(total=r.vae_steps, desc="vae", mininterval=2.0)
+    for step in clock:
+        _set_lr(opt, r.vae_lr, clock.progress, warmup=min(100, r.vae_steps // 10), step=step)
+        x = _images_for(images, rng.integers(0, len(images), r.vae_batch))
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        mse = F.mse_loss(recon, x)
+        # L1 keeps strokes crisp; the small KL keeps latents near unit scale, as in SD's VAE.
+        loss = mse + 0.5 * F.l1_loss(recon, x) + r.vae_kl * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+        bar.set_postfix(mse=f"{mse.item():.4f}", refresh=False)
+    bar.close()
+    vae.eval()
+    latents, recon_mse = _encode_all(vae, images, sample=True, measure=2048)
+    std = latents.std().item()
+    vae.register_to_config(scaling_factor=round(1.0 / std, 5))  # SD's convention: unit-variance latents
+    vae.save_pretrained(run.work / "vae")
+    psnr = 10 * math.log10(4.0 / recon_mse)  # pixels span [-1, 1]: peak-to-peak 2, squared 4
+    return {**clock.facts(), "latent_std": round(std, 4), "latent_mean": round(latents.mean().item(), 4),
+            "scaling_factor": vae.config.scaling_factor, "psnr_db": round(psnr, 2)}
+
+
+@torch.no_grad()
+def _encode_all(vae, images: torch.Tensor, sample: bool, measure: int | None = None):
+    """Encode images in chunks. Returns latents (N, 4, 8, 8) (or (mean, std) when not sampling)
+    and, with ``measure``, the reconstruction MSE on the first ``measure`` images."""
+    n = len(images) if measure is None else min(measure, len(images))
+    means, stds, sq = [], [], 0.0
+    for start in range(0, n, 256):
+        x = _images_for(images, np.arange(start, min(start + 256, n)))
+        posterior = vae.encode(x).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+        if measure is not None:
+            sq += F.mse_loss(vae.decode(posterior.mean).sample, x, reduction="sum").item()
+    mean, std = torch.cat(means), torch.cat(stds)
+    if sample:
+        latents = mean + std * torch.randn_like(mean)
+        return latents, sq / (n * 3 * 32 * 32)
+    return mean, std
+
+
+def stage_latents(run: Run) -> dict:
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(run.work / "vae").eval()
+    images, _ = run.data()
+    mean, std = _encode_all(vae, images, sample=False)
+    save_file({"mean": mean.contiguous(), "std": std.contiguous()}, run.work / "latents.safetensors")
+    return {"count": len(mean)}
+
+
+def stage_decoder(run: Run) -> dict:
+    from diffusers import AutoencoderKL
+
+    r, rng = run.recipe, run.rng("decoder")
+    torch.manual_seed(run.seed)
+    vae = AutoencoderKL.from_pretrained(run.work / "vae")
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    lat = load_file(run.work / "latents.safetensors")
+    images, _ = run.data()
+    opt = torch.optim.AdamW(params, lr=r.vae_lr, weight_decay=0.0)
+    clock = _Clock(r.vae_steps, run.minutes.get("decoder"))
+    bar = tqdm(total=r.vae_steps, desc="decoder", mininterval=2.0)
+    for step in clock:
+        _set_lr(opt, r.vae_lr, clock.progress, warmup=min(100, r.vae_steps // 10), step=step)
+        idx = rng.integers(0, len(images), r.vae_batch)
+        mean, std = lat["mean"][idx], lat["std"][idx]
+        recon = vae.decode(mean + std * torch.randn_like(mean)).sample
+        x = _images_for(images, idx)
+        mse = F.mse_loss(recon, x)
+        loss = mse + 0.5 * F.l1_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+        bar.set_postfix(mse=f"{mse.item():.4f}", refresh=False)
+    bar.close()
+    vae.eval()
+    _, recon_mse = _encode_all(vae, images, sample=True, measure=2048)
+    vae.save_pretrained(run.work / "vae")  # same encoder and scaling_factor, better decoder
+    return {**clock.facts(), "psnr_db": round(10 * math.log10(4.0 / recon_mse), 2)}
+
+
+def stage_unet(run: Run) -> dict:
+    from diffusers import DDPMScheduler
+
+    r, work = run.recipe, run.work
+    tokenizer = _tokenizer(run)
+    text_encoder = _text_encoder(run).eval().requires_grad_(False)
+    scaling = json.loads((work / "vae" / "config.json").read_text())["scaling_factor"]
+    lat = load_file(work / "latents.safetensors")
+    _, attrs = run.data()
+    noise_scheduler = DDPMScheduler.from_config(build_scheduler().config)
+    alphas_cumprod = noise_scheduler.alphas_cumprod  # (1000,)
+    torch.manual_seed(run.seed)
+    unet = build_unet(r, text_encoder.config.hidden_size)
+    ema = build_unet(r, text_encoder.config.hidden_size).requires_grad_(False)
+    ema.load_state_dict(unet.state_dict())
+    opt = torch.optim.AdamW(unet.parameters(), lr=r.unet_lr, weight_decay=0.01)
+    rng, step, elapsed = run.rng("unet"), 0, 0.0
+    ckpt = work / "unet_checkpoint.safetensors"
+    if ckpt.exists():
+        step, elapsed, rng = _load_checkpoint(ckpt, unet, ema, opt)
+        print(f"unet: resuming at step {step} ({elapsed / 60:.1f} min done)")
+    cap = run.minutes.get("unet")
+    budget = None if cap is None else cap * 60.0
+    last_save, started = time.time(), time.time() - elapsed
+    bar = tqdm(total=r.unet_steps, initial=step, desc="unet", mininterval=2.0)
+    losses = []
+    while True:
+        elapsed = time.time() - started
+        progress = max(step / r.unet_steps, 0.0 if budget is None else elapsed / budget)
+        if progress >= 1.0:
+            break
+        _set_lr(opt, r.unet_lr, progress, warmup=r.unet_warmup, step=step)
+        idx = rng.integers(0, len(lat["mean"]), r.unet_batch)
+        mean, std = lat["mean"][idx], lat["std"][idx]
+        latents = (mean + std * torch.randn_like(mean)) * scaling  # (B, 4, 8, 8)
+        texts, _ = random_captions({k: v[idx] for k, v in attrs.items()}, rng)
+        with torch.no_grad():
+            text_embeddings = text_encoder(_ids(tokenizer, texts))[0]  # (B, 16, 64)
+        noise = torch.randn_like(latents)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(idx),))
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        noise_pred = unet(noisy, timesteps, text_embeddings).sample
+        # Min-SNR weighting (Hang et al. 2023): stop easy, low-noise steps dominating the loss.
+        snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+        weight = snr.clamp(max=r.min_snr_gamma) / snr
+        loss = (weight * (noise_pred - noise).pow(2).mean((1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(r.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), unet.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
+        if time.time() - last_save >= r.checkpoint_every_s and r.checkpoint_every_s > 0:
+            _save_checkpoint(ckpt, unet, ema, opt, step, time.time() - started, rng)
+            last_save = time.time()
+    bar.close()
+    ema.save_pretrained(work / "unet")
+    stopped_by = "steps" if step >= r.unet_steps else f"time cap ({cap} min)"
+    return {"steps": step, "stopped_by": stopped_by, "final_loss": round(float(np.mean(losses[-50:])), 4)
+            if losses else None, "train_minutes": round(elapsed / 60, 1)}
+
+
+def _text_encoder(run: Run):
+    """The CLIP text tower as the standalone CLIPTextModel the pipeline uses (same weights)."""
+    from transformers import CLIPModel, CLIPTextModel
+
+    clip = CLIPModel.from_pretrained(run.work / "clip")
+    text_encoder = CLIPTextModel(clip.config.text_config)
+    missing, unexpected = text_encoder.load_state_dict(clip.text_model.state_dict(), strict=False)
+    if missing or unexpected:
+        # The key layout differs between transformers versions; retry with the prefix added.
+        prefixed = {f"text_model.{k}": v for k, v in clip.text_model.state_dict().items()}
+        text_encoder.load_state_dict(prefixed, strict=True)
+    return text_encoder
+
+
+def _save_checkpoint(path: Path, unet, ema, opt, step: int, elapsed: float, rng) -> None:
+    tensors = {f"unet.{k}": v.contiguous() for k, v in unet.state_dict().items()}
+    tensors |= {f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()}
+    for i, s in opt.state_dict()["state"].items():
+        tensors |= {f"opt.{i}.{k}": torch.as_tensor(v).contiguous() for k, v in s.items()}
+    tensors["torch_rng"] = torch.get_rng_state()
+    meta = {"step": str(step), "elapsed": str(elapsed), "rng": json.dumps(rng.bit_generator.state)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, tmp, metadata=meta)
+    os.replace(tmp, path)  # atomic: an interrupt during saving keeps the previous checkpoint
+
+
+def _load_checkpoint(path: Path, unet, ema, opt):
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(path)
+    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state = opt.state_dict()
+    for i in range(len(state["param_groups"][0]["params"])):
+        state["state"][i] = {k.split(".", 2)[2]: v for k, v in tensors.items()
+                             if k.startswith(f"opt.{i}.")}
+    opt.load_state_dict(state)
+    torch.set_rng_state(tensors["torch_rng"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(meta["rng"])
+    return int(meta["step"]), float(meta["elapsed"]), rng
+
+
+class _Clock:
+    """Steps of one stage, ending at ``steps`` or after ``minutes`` of wall time, whichever is first.
+
+    ``progress`` (0..1) is the larger of the two fractions, so the learning-rate schedule always
+    completes, however busy the CPU is."""
+
+    def __init__(self, steps: int, minutes: float | None):
+        self.steps, self.budget = steps, None if minutes is None else minutes * 60.0
+        self.step, self.progress, self.start = 0, 0.0, time.time()
+
+    def __iter__(self):
+        while True:
+            elapsed = time.time() - self.start
+            self.progress = max(self.step / self.steps,
+                                0.0 if self.budget is None else elapsed / self.budget)
+            if self.progress >= 1.0:
+                return
+            yield self.step
+            self.step += 1
+
+    def facts(self) -> dict:
+        return {"steps": self.step, "stopped_by": "steps" if self.step >= self.steps else
+                f"time cap ({self.budget / 60:g} min)"}
+
+
+def _set_lr(opt, base: float, progress: float, warmup: int, step: int) -> None:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 10% over ``progress`` 0..1."""
+    lr = base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    if warmup:
+        lr *= min(1.0, (step + 1) / warmup)
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def stage_export(run: Run, out: Path, overwrite: bool, command: str) -> dict:
+    """Assemble the pipeline, save it with fp16 weights, and record how it was made."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPModel
+
+    work = run.work
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(work / "vae"), text_encoder=_text_encoder(run),
+        tokenizer=_tokenizer(run), unet=UNet2DConditionModel.from_pretrained(work / "unet"),
+        scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    CLIPModel.from_pretrained(work / "clip").save_pretrained(tmp / "clip")  # text + vision towers
+    for file in tmp.rglob("*.safetensors"):
+        _to_fp16(file)
+    record = {"command": command, "seed": run.seed, "stage_minute_caps": run.minutes,
+              "invocations": run.state.get("invocations", []), "recipe": run.state["recipe"],
+              "stages": {k: v for k, v in run.state["stages"].items()},
+              "versions": _versions()}
+    (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2))
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it.")
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return {"megabytes": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 2)}
+
+
+def _to_fp16(file: Path) -> None:
+    """Store float weights as fp16 (half the size); configs stay float32, so they load as fp32."""
+    tensors = load_file(file)
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(tensors, file, metadata={"format": "pt"})
+
+
+def _versions() -> dict:
+    import diffusers
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "numpy": np.__version__, "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads()}
+
+
+def train(out: Path, work: Path, recipe: Recipe, seed: int = 0, resume: bool = False,
+          overwrite: bool = False, minutes: dict[str, float] | None = None,
+          command: str | None = None) -> Path:
+    """Run every stage not yet done; returns the exported pipeline folder ``out``.
+
+    Args:
+        out: where the pipeline goes. An existing folder is only replaced with ``overwrite``.
+        work: checkpoints and finished stages (an ignored folder such as build/minisd-train).
+        recipe: sizes and step counts (``FULL`` or ``SMOKE`` from utils.minisd.models).
+        seed: seeds every random draw of every stage (default 0).
+        resume: continue the run in ``work``; without it a non-empty ``work`` is an error.
+        overwrite: replace ``out`` and start ``work`` afresh.
+        minutes: optional wall-time caps per stage, e.g. ``{"clip": 6, "vae": 12, "unet": 55}``:
+            a capped stage stops at its step count or its cap, whichever comes first, and its
+            learning-rate schedule follows the same progress; the steps done are recorded.
+    """
+    out, work = Path(out), Path(work)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it.")
+    if work.exists() and any(work.iterdir()) and not resume:
+        if not overwrite:
+            raise FileExistsError(f"--work {work} holds an earlier run; pass --resume to continue "
+                                  "it or --overwrite to start afresh.")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    command = command or " ".join([Path(sys.executable).name, "-m", "utils.minisd", *sys.argv[1:]])
+    minutes = dict(minutes or {})
+    unknown = set(minutes) - {"clip", "vae", "decoder", "unet"}
+    if unknown:
+        raise ValueError(f"minutes has caps for {sorted(unknown)}; only clip, vae, decoder, unet "
+                         "take one.")
+    run = Run(recipe, work, seed, minutes)
+    # Every invocation that worked on this run (first command, then any --resume) is recorded.
+    run.state.setdefault("invocations", []).append({"command": command, "stage_minute_caps": minutes,
+                                                     "started": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                              time.gmtime())})
+    run.save_state()
+    for stage in STAGES:
+        if run.done(stage):
+            print(f"{stage}: done earlier ({run.state['stages'][stage]['seconds']} s), skipped")
+            continue
+        start = time.time()
+        if stage == "export":
+            facts = stage_export(run, out, overwrite, command)
+        else:
+            facts = globals()[f"stage_{stage}"](run)
+        run.finish(stage, time.time() - start, **facts)
+        if stage == "export":  # the record in `out` was written before export's own time was known
+            record = json.loads((out / "TRAINING.json").read_text())
+            record["stages"]["export"] = run.state["stages"]["export"]
+            record["total_minutes"] = round(sum(s["seconds"] for s in run.state["stages"].values())
+                                            / 60, 1)
+            (out / "TRAINING.json").write_text(json.dumps(record, indent=2))
+        print(f"{stage}: {run.state['stages'][stage]}", flush=True)
+    return out
