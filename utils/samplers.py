@@ -1,0 +1,390 @@
+"""Samplers for diffusion models, written as optimisers: short generators yielding every state.
+
+Every sampler has the same signature, in the style of smalldiffusion (Yuan Chen Yang):
+
+    for x in euler(model, sigmas, x_T): ...   # x after each step; the last one is the sample
+
+- ``model(x, sigma) -> eps``: the noise estimate at noise level ``sigma`` (a float), variance
+  exploding (VE) convention ``x = x0 + sigma * noise`` as in ``utils.score``;
+- ``sigmas``: a decreasing schedule, usually ending at 0 (``karras_sigmas``);
+- ``x``: the starting point ``x_T``, e.g. ``sigmas[0] * torch.randn(...)``.
+
+Read as optimisation, ``eps`` is the gradient and ``sigma - sigma_next`` the learning rate:
+``x <- x - lr * eps`` is one SGD step, and the same as one Euler step of the probability-flow
+ODE ``dx/dsigma = eps(x, sigma)`` (and, in VP coordinates, one DDIM step with eta=0;
+tests/test_samplers.py checks both against diffusers). Wrap the model in ``CountingModel`` to
+count its evaluations (NFE); ``run`` does that for you.
+
+The module also holds lesson 07's test problem and its measurements: a Gaussian mixture whose
+noised score is exact (``GaussianMixture``), the ``energy_distance`` between two samples, and
+``distance_vs_nfe``, the benchmark loop shared by the lesson and bench/samplers_*.py.
+"""
+import contextlib
+import warnings
+from itertools import pairwise
+
+import torch
+
+__all__ = ["karras_sigmas", "CountingModel", "run", "trajectory", "euler", "heun",
+           "dpm_solver_pp", "heavy_ball", "nesterov", "adam_like", "gradient_estimation",
+           "SAMPLERS", "steps_for_nfe", "distance_vs_nfe", "results_table", "markdown_table",
+           "findings", "GaussianMixture", "mean_distance", "energy_distance",
+           "quiet_numpy_copy_warning"]
+
+
+def karras_sigmas(steps: int, sigma_min: float = 0.02, sigma_max: float = 20.0,
+                  rho: float = 7.0, dtype=torch.float64) -> torch.Tensor:
+    """Karras et al.'s (EDM) schedule: ``steps`` levels from ``sigma_max`` to ``sigma_min``, then 0.
+
+    Evenly spaced in ``sigma ** (1 / rho)``, so the steps crowd at low noise. ``(steps + 1,)``.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    ramp = torch.linspace(0, 1, steps, dtype=dtype) if steps > 1 else torch.zeros(1, dtype=dtype)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1, dtype=dtype)])
+
+
+class CountingModel:
+    """Wraps an eps model and counts its calls: the number of function evaluations (NFE).
+
+    One call on a batch counts once: the cost that matters is sequential network passes.
+    """
+
+    def __init__(self, model):
+        self.model, self.nfe = model, 0
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        self.nfe += 1
+        return self.model(x, sigma)
+
+
+def run(sampler, model, sigmas, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, int]:
+    """Run ``sampler`` to the end; returns ``(final x, NFE)``."""
+    counted = CountingModel(model)
+    for x in sampler(counted, sigmas, x, **kwargs):
+        pass
+    return x, counted.nfe
+
+
+def trajectory(sampler, model, sigmas, x: torch.Tensor, **kwargs) -> list[torch.Tensor]:
+    """Every state ``[x_T, x_1, ..., x_final]`` of one run (for plots and sliders)."""
+    return [x] + list(sampler(model, sigmas, x, **kwargs))
+
+
+def _floats(sigmas) -> list[float]:
+    return [float(s) for s in sigmas]
+
+
+@torch.no_grad()
+def euler(model, sigmas, x):
+    """Euler = DDIM (eta=0) = SGD with learning rate sigma - sigma_next. 1 NFE a step."""
+    for sigma, sigma_next in pairwise(_floats(sigmas)):
+        eps = model(x, sigma)                # 1. the "gradient"
+        x = x - (sigma - sigma_next) * eps   # 2. x_t -> x_t-1: one SGD step
+        yield x
+
+
+@torch.no_grad()
+def heun(model, sigmas, x):
+    """Heun's method (EDM, Karras et al. 2022, Alg. 1): average the slopes at both ends.
+
+    2 NFE per step, except the last step to sigma = 0, which is plain Euler (2 * steps - 1).
+    """
+    for sigma, sigma_next in pairwise(_floats(sigmas)):
+        eps = model(x, sigma)
+        x_euler = x - (sigma - sigma_next) * eps
+        if sigma_next == 0:
+            x = x_euler
+        else:  # correct with the slope where the Euler step landed
+            eps_next = model(x_euler, sigma_next)
+            x = x - (sigma - sigma_next) * (eps + eps_next) / 2
+        yield x
+
+
+@torch.no_grad()
+def gradient_estimation(model, sigmas, x, gamma: float = 2.0):
+    """Permenter & Yuan (2024): step along ``gamma * eps + (1 - gamma) * eps_prev``.
+
+    With gamma = 2 this is eps + (eps - eps_prev): a look *ahead* along the change of
+    eps, the opposite of momentum's look back. gamma = 1 is Euler. 1 NFE a step
+    (smalldiffusion's ``samples(..., gam=2)``).
+    """
+    eps_prev = None
+    for sigma, sigma_next in pairwise(_floats(sigmas)):
+        eps = model(x, sigma)
+        eps_bar = eps if eps_prev is None else gamma * eps + (1 - gamma) * eps_prev
+        x = x - (sigma - sigma_next) * eps_bar
+        eps_prev = eps
+        yield x
+
+
+@torch.no_grad()
+def heavy_ball(model, sigmas, x, beta: float = 0.5):
+    """Polyak's heavy ball: step along a running average of past eps. 1 NFE a step.
+
+    The average is exponential (torch's SGD with dampening=momentum), so a constant
+    eps moves x as far as Euler does; beta = 0 is Euler.
+    """
+    velocity = None
+    for sigma, sigma_next in pairwise(_floats(sigmas)):
+        eps = model(x, sigma)
+        velocity = eps if velocity is None else beta * velocity + (1 - beta) * eps
+        x = x - (sigma - sigma_next) * velocity
+        yield x
+
+
+@torch.no_grad()
+def nesterov(model, sigmas, x, beta: float = 0.5):
+    """Nesterov's look-ahead: evaluate the gradient where momentum alone would carry x.
+
+    That point has gone a fraction ``beta`` of the step, so the model is asked at its noise
+    level, ``sigma - beta * lr``. 1 NFE per step; ``beta = 0`` is Euler.
+    """
+    velocity = None
+    for sigma, sigma_next in pairwise(_floats(sigmas)):
+        lr = sigma - sigma_next
+        if velocity is None:
+            velocity = model(x, sigma)
+        else:
+            x_ahead = x - beta * lr * velocity             # 1. where momentum alone goes
+            eps = model(x_ahead, sigma - beta * lr)        # 2. the gradient there
+            velocity = beta * velocity + (1 - beta) * eps  # 3. the usual momentum update
+        x = x - lr * velocity
+        yield x
+
+
+@torch.no_grad()
+def adam_like(model, sigmas, x, beta1: float = 0.5, beta2: float = 0.999,
+              delta: float = 1e-8):
+    """Adam with learning rate sigma - sigma_next: each pixel's step is divided by the
+    running root-mean-square of its own eps. 1 NFE a step.
+
+    Adam as written (bias-corrected moments, per coordinate and sample). Not a solver
+    of the probability-flow ODE: the step hardly depends on |eps|, which is what tells
+    a sampler how far to go (lesson 07 measures the damage).
+    """
+    m = v = torch.zeros_like(x)
+    for i, (sigma, sigma_next) in enumerate(pairwise(_floats(sigmas)), start=1):
+        eps = model(x, sigma)
+        m = beta1 * m + (1 - beta1) * eps
+        v = beta2 * v + (1 - beta2) * eps**2
+        m_hat, v_hat = m / (1 - beta1**i), v / (1 - beta2**i)
+        x = x - (sigma - sigma_next) * m_hat / (v_hat.sqrt() + delta)
+        yield x
+
+
+@contextlib.contextmanager
+def quiet_numpy_copy_warning():
+    """Silence one harmless DeprecationWarning, and only it, inside a ``with`` block.
+
+    Some schedulers' ``set_timesteps`` call ``np.array(tensor)``; numpy 2 then asks the
+    tensor's ``__array__`` for a ``copy`` keyword that torch's ``Tensor.__array__`` lacks,
+    warns, and copies anyway. Nothing in diffusers is deprecated, so strict mode should pass.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=r"__array__ implementation doesn't accept a copy")
+        yield
+
+
+@torch.no_grad()
+def dpm_solver_pp(model, sigmas, x, order: int = 2):
+    """DPM-Solver++(2M) (Lu et al. 2022): diffusers' multistep scheduler on our eps model.
+
+    diffusers' schedulers work in variance-preserving (VP) space,
+    x_vp = x / sqrt(1 + sigma^2), with our VE sigma = sqrt((1 - alpha_bar) / alpha_bar)
+    in ``scheduler.sigmas``. Each step converts VE -> VP, steps, and converts back. The
+    update reads only ``scheduler.sigmas``, never the training betas, so our schedule
+    replaces them after ``set_timesteps``. 1 NFE a step; the last one (to 0) first order.
+    """
+    from diffusers import DPMSolverMultistepScheduler
+
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    scheduler = DPMSolverMultistepScheduler(
+        solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
+    with quiet_numpy_copy_warning():
+        scheduler.set_timesteps(len(sigmas) - 1)
+    scheduler.sigmas = sigmas.clone()  # our VE schedule replaces the scheduler's own
+    scheduler.set_begin_index(0)
+    for i, timestep in enumerate(scheduler.timesteps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        eps = model(x, float(sigma))
+        x_vp = (x / (1 + sigma**2).sqrt()).to(x.dtype)           # 1. VE -> VP
+        x_vp = scheduler.step(eps, timestep, x_vp).prev_sample  # 2. the solver's step
+        x = (x_vp * (1 + sigma_next**2).sqrt()).to(x.dtype)      # 3. VP -> VE
+        yield x
+
+
+# name -> sampler; every sampler has the signature (model, sigmas, x, **options)
+SAMPLERS = {
+    "Euler/DDIM": euler,
+    "Heun": heun,
+    "DPM-Solver++(2M)": dpm_solver_pp,
+    "gradient estimation": gradient_estimation,
+    "heavy ball": heavy_ball,
+    "Nesterov": nesterov,
+    "Adam-like": adam_like,
+}
+
+
+def steps_for_nfe(sampler, nfe: int) -> int:
+    """Steps that spend at most ``nfe`` model evaluations (Heun: 2 per step but the last)."""
+    return max(1, (nfe + 1) // 2) if sampler is heun else max(1, nfe)
+
+
+def distance_vs_nfe(model, x_T: torch.Tensor, distance, nfes, samplers=None,
+                    schedule=karras_sigmas, on_result=None) -> list[dict]:
+    """Run every sampler from the same ``x_T`` at every NFE budget and score the final samples.
+
+    Args:
+        model: ``model(x, sigma) -> eps``. x_T: the starting points, shape ``(n, ...)``.
+        distance: ``distance(x) -> float``, lower is better (e.g. energy distance to a reference).
+        nfes: NFE budgets; each sampler gets ``steps_for_nfe`` steps of ``schedule(steps)``.
+        samplers: ``{name: sampler}``, default ``SAMPLERS``. on_result: called with each row.
+
+    Returns:
+        one dict per run: sampler, budget, nfe (as counted), distance, seconds.
+    """
+    import time
+
+    rows = []
+    for name, sampler in (samplers or SAMPLERS).items():
+        for budget in nfes:
+            start = time.perf_counter()
+            x, nfe = run(sampler, model, schedule(steps_for_nfe(sampler, budget)), x_T)
+            row = {"sampler": name, "budget": budget, "nfe": nfe, "distance": distance(x),
+                   "seconds": time.perf_counter() - start}
+            rows.append(row)
+            if on_result is not None:
+                on_result(row)
+    return rows
+
+
+def results_table(rows: list[dict]):
+    """``distance_vs_nfe`` rows as a pandas table: a row per sampler, a column per NFE budget."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows).pivot(index="sampler", columns="budget", values="distance")
+    table = table.loc[list(dict.fromkeys(r["sampler"] for r in rows))]  # samplers in run order
+    table.columns = [f"NFE {b}" for b in table.columns]
+    return table
+
+
+def markdown_table(rows: list[dict], floor: float) -> str:
+    """The same table in markdown, with the noise floor as a last row; an actual NFE that differs
+    from the budget (Heun's) in brackets."""
+    budgets = sorted({r["budget"] for r in rows})
+    lines = ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
+             "|---|" + "---:|" * len(budgets)]
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        mine = {r["budget"]: r for r in rows if r["sampler"] == name}
+        cells = [f"{mine[b]['distance']:.3g}"
+                 + (f" ({mine[b]['nfe']})" if mine[b]["nfe"] != b else "") for b in budgets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| *noise floor* | " + " | ".join(f"*{floor:.3g}*" for _ in budgets) + " |")
+    return "\n".join(lines)
+
+
+def findings(rows: list[dict], floor: float, baseline: str = "Euler/DDIM") -> list[str]:
+    """Sentences computed from benchmark rows, so that prose cannot drift from the numbers."""
+    budgets = sorted({r["budget"] for r in rows})
+    dist = {(r["sampler"], r["budget"]): r["distance"] for r in rows}
+    names = list(dict.fromkeys(r["sampler"] for r in rows))
+    out = []
+    for b in budgets:
+        best = min(names, key=lambda s: dist[s, b])
+        out.append(f"NFE {b}: best is {best} ({dist[best, b]:.3g}, {dist[best, b] / floor:.1f}x "
+                   f"the noise floor); {baseline} gives {dist[baseline, b]:.3g}.")
+    for name in names:
+        reached = [b for b in budgets if dist[name, b] <= 2 * floor]
+        line = (f"{name} is within 2x the noise floor from NFE {reached[0]} on" if reached
+                else f"{name} never gets within 2x the noise floor (up to NFE {budgets[-1]})")
+        # compare only where one of the two is clearly above the floor (else it is noise)
+        seen = [b for b in budgets if max(dist[name, b], dist[baseline, b]) > 2 * floor]
+        if name != baseline and seen:
+            worse = [b for b in seen if dist[name, b] > dist[baseline, b]]
+            line += (f"; it is worse than {baseline} at {len(worse)} of the {len(seen)} budgets "
+                     "where either is above 2x the floor")
+        out.append(line + ".")
+    return out
+
+
+class GaussianMixture:
+    """A Gaussian mixture in D dimensions whose noised score is exact.
+
+    Noising ``x0 ~ sum_k w_k N(mu_k, S_k)`` with ``sigma`` gives
+    ``sum_k w_k N(mu_k, S_k + sigma^2 I)``, so ``eps(x, sigma) = -sigma * grad log p_sigma(x)``
+    has a closed form. Float64 throughout.
+
+    Args:
+        means: ``(K, D)``; covs: ``(K, D, D)``, positive definite; weights: ``(K,)`` (normalised).
+    """
+
+    def __init__(self, means, covs, weights):
+        self.means = torch.as_tensor(means, dtype=torch.float64)
+        self.covs = torch.as_tensor(covs, dtype=torch.float64)
+        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+        self.weights = self.weights / self.weights.sum()
+        self.dim = self.means.shape[1]
+
+    @classmethod
+    def default(cls) -> "GaussianMixture":
+        """Lesson 07's mixture: six thin blobs of unequal weight on a ring, a round one inside."""
+        angles = torch.arange(6, dtype=torch.float64) * torch.pi / 3
+        means = torch.cat([3 * torch.stack([angles.cos(), angles.sin()], 1), torch.zeros(1, 2)])
+        rot = torch.stack([torch.stack([angles.cos(), -angles.sin()], 1),
+                           torch.stack([angles.sin(), angles.cos()], 1)], 1)  # (6, 2, 2)
+        stretch = torch.diag(torch.tensor([0.05, 0.6], dtype=torch.float64) ** 2)  # thin radially
+        covs = torch.cat([rot @ stretch @ rot.transpose(1, 2), 0.4**2 * torch.eye(2)[None]])
+        weights = torch.tensor([3, 1, 2, 1, 3, 1, 2], dtype=torch.float64)
+        return cls(means, covs, weights)
+
+    def sample(self, n: int, sigma: float = 0.0, generator: torch.Generator | None = None):
+        """``n`` exact samples of the mixture noised to ``sigma``: ``(n, D)``."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        chol = torch.linalg.cholesky(self.covs)[k]  # (n, D, D)
+        z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
+        x0 = self.means[k] + (chol @ z)[..., 0]
+        return x0 + sigma * torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+
+    def eps(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """The exact noise estimate ``-sigma * grad log p_sigma(x)`` for ``x`` ``(n, D)``."""
+        sigma = float(sigma)
+        cov = self.covs + sigma**2 * torch.eye(self.dim, dtype=torch.float64)  # (K, D, D)
+        precision = torch.linalg.inv(cov)
+        diff = x.to(torch.float64)[:, None, :] - self.means[None]               # (n, K, D)
+        solved = torch.einsum("kij,nkj->nki", precision, diff)                 # (n, K, D)
+        log_n = -0.5 * (diff * solved).sum(-1) - 0.5 * torch.logdet(cov)       # (n, K)
+        resp = torch.softmax(log_n + self.weights.log(), dim=1)                # responsibilities
+        return (sigma * (resp[..., None] * solved).sum(1)).to(x.dtype)
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        return self.eps(x, sigma)
+
+
+def mean_distance(a: torch.Tensor, b: torch.Tensor | None = None, chunk: int = 2048) -> float:
+    """``E|A - B|`` over all pairs of rows of ``a (n, D)`` and ``b (m, D)`` (``b=None``: a, a)."""
+    a = a.to(torch.float64)
+    if b is not None:
+        b = b.to(torch.float64)
+        total = sum(float(torch.cdist(a[i:i + chunk], b).sum())
+                    for i in range(0, len(a), chunk))
+        return total / (len(a) * len(b))
+    total = 0.0  # symmetric: each pair of blocks once, off-diagonal blocks twice
+    for i in range(0, len(a), chunk):
+        for j in range(i, len(a), chunk):
+            block = float(torch.cdist(a[i:i + chunk], a[j:j + chunk]).sum())
+            total += block if i == j else 2 * block
+    return total / len(a) ** 2
+
+
+def energy_distance(x: torch.Tensor, y: torch.Tensor, y_self: float | None = None) -> float:
+    """Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` between samples ``(n, D)`` and ``(m, D)``.
+
+    Zero only when the two distributions are equal. Plain (V-statistic) averages: two
+    independent samples of one distribution give a small positive number, the noise floor.
+    ``y_self = mean_distance(y)`` can be passed to save work when ``y`` is a fixed reference.
+    """
+    y_self = mean_distance(y) if y_self is None else y_self
+    return 2 * mean_distance(x, y) - mean_distance(x) - y_self
