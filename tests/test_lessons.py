@@ -1,0 +1,36 @@
+"""utils.lessons: the example inputs the component lessons (02-05) share."""
+import numpy as np
+import pytest
+import torch
+
+from utils.lessons import SD_PROMPTS, held_out_digits, lesson_images
+from utils.metrics import ink_colour
+from utils.minisd.data import TRAIN_COLOURS
+from utils.track import tiny_random_pipeline
+
+
+def test_held_out_digits_are_reproducible_varied_and_labelled():
+    images, digits, colours = held_out_digits(12, seed=3)
+    assert images.shape == (12, 3, 32, 32) and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1
+    assert sorted(digits[:10].tolist()) == list(range(10))  # the first ten are ten digits
+    assert set(colours) <= set(TRAIN_COLOURS)
+    assert ink_colour(images) == colours  # the colour named is the colour drawn
+    again, digits_again, _ = held_out_digits(12, seed=3)
+    assert torch.equal(images, again) and np.array_equal(digits, digits_again)
+    with pytest.raises(ValueError, match="n must be between 1 and 500"):
+        held_out_digits(0)
+
+
+@pytest.mark.parametrize("track", ["mini", "sd"])
+def test_lesson_images_give_pictures_and_captions_on_both_tracks(track):
+    pipe = tiny_random_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    pipe.course_track = track
+    images, captions = lesson_images(pipe, n=2, steps=2)
+    assert len(images) == len(captions) == 2
+    assert all(im.mode == "RGB" and im.size == (32, 32) for im in images)
+    if track == "sd":
+        assert captions == SD_PROMPTS[:2]
+    else:
+        assert all(c.startswith("a ") and c.split()[1] in TRAIN_COLOURS for c in captions)
