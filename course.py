@@ -7,6 +7,8 @@
     python course.py stamp      rewrite every notebook's Colab badge and bootstrap cell from REPO_SLUG
     python course.py slides     export notebooks as reveal.js decks that work offline, into build/slides/
     python course.py gallery    draw assets/gallery.png, the README's sample of MiniSD images
+    python course.py bench      run the benchmarks (notebook times and memory, MiniSD and SD 1.5
+                                speed) and rewrite bench/REPORT.md
 """
 import argparse
 import json
@@ -199,6 +201,11 @@ def cmd_gallery(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Run bench/run.py: the benchmark suite, rewriting bench/REPORT.md."""
+    return subprocess.call([sys.executable, str(ROOT / "bench" / "run.py"), *args.bench_args], cwd=ROOT)
+
+
 def _font(size: int):
     from PIL import ImageFont
     try:
@@ -229,8 +236,12 @@ def main(argv=None) -> int:
     gallery.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
     gallery.add_argument("--out", help="where to write the PNG (default assets/gallery.png)")
     gallery.set_defaults(func=cmd_gallery)
+    bench = sub.add_parser("bench", help="run the benchmarks and rewrite bench/REPORT.md "
+                           "(options go to bench/run.py: --quick, --rerun-scripts)")
+    bench.set_defaults(func=cmd_bench)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "test":
+    args.bench_args = extra
+    if extra and args.command not in ("test", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest_args = extra
     return args.func(args)
