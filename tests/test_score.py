@@ -79,3 +79,34 @@ def test_shipped_denoiser_removes_most_of_the_noise_from_held_out_digits():
         with torch.no_grad():
             error = (denoiser.denoise(noisy, sigma) - x).pow(2).mean()
         assert error < 0.25 * (noisy - x).pow(2).mean(), sigma
+
+
+def test_an_interrupted_training_resumes_where_its_last_checkpoint_left_off(tmp_path, monkeypatch, capsys):
+    import utils.score as score
+
+    # a few random "digits" stand in for MNIST: resuming is what is tested here
+    digits = torch.rand(16, 1, 32, 32) * 2 - 1
+    monkeypatch.setattr(score, "mnist_tensor", lambda split: (digits, torch.zeros(16)))
+    out, work = tmp_path / "denoiser", tmp_path / "work"
+    argv = ["train", "--out", str(out), "--work", str(work), "--steps", "6", "--batch-size", "4",
+            "--checkpoint-every", "2", "--smoke"]
+    calls = []
+    real_loss = score.denoising_loss
+
+    def loss_that_stops_at_step_5(*args):
+        calls.append(1)
+        if len(calls) == 5:  # Ctrl-C during step 5: steps 1-4 are done, 4 is checkpointed
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(score, "denoising_loss", loss_that_stops_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert json.loads((work / "checkpoint.json").read_text())["step"] == 4 and not out.exists()
+    calls.clear()
+    monkeypatch.setattr(score, "denoising_loss", lambda *args: (calls.append(1), real_loss(*args))[1])
+    main(argv + ["--resume"])
+    assert "resuming from step 4" in capsys.readouterr().out
+    assert len(calls) == 2  # only steps 5 and 6 were trained again
+    assert json.loads((work / "checkpoint.json").read_text())["step"] == 6
+    assert json.loads((out / "TRAINING.json").read_text())["steps"] == 6

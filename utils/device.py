@@ -12,7 +12,7 @@ def get_device(prefer: str | None = None) -> torch.device:
         prefer: force ``"cuda"``, ``"mps"`` or ``"cpu"`` (None: choose automatically).
     """
     if prefer is not None:
-        if prefer not in ("cuda", "mps", "cpu"):
+        if not isinstance(prefer, str) or prefer not in ("cuda", "mps", "cpu"):
             raise ValueError(f"prefer={prefer!r} is not one of 'cuda', 'mps', 'cpu' (or None).")
         if prefer == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("prefer='cuda' but no CUDA GPU is visible to PyTorch. On Colab choose "
@@ -28,15 +28,26 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def _as_device(device) -> torch.device:
+    """``device`` as a torch.device, or an error naming it (None: ``get_device()``)."""
+    if device is None:
+        return get_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:0', 'mps', "
+                         "a torch.device or None.") from None
+
+
 def get_dtype(device: torch.device | str | None = None) -> torch.dtype:
     """float16 on a GPU (half the memory, tensor cores), float32 on the CPU (fp16 is slow there)."""
-    device = torch.device(device) if device is not None else get_device()
+    device = _as_device(device)
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
 def describe_hardware(device: torch.device | str | None = None) -> str:
     """One line: device, its memory, CPU cores and library versions."""
-    device = torch.device(device) if device is not None else get_device()
+    device = _as_device(device)
     cores = os.cpu_count() or 1
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -6,7 +6,8 @@
 import numpy as np
 import torch
 
-from utils.data import load_mnist
+from utils.checks import check_int
+from utils.data import SUBSET_TEST_PER_CLASS, load_mnist
 from utils.minisd.data import TRAIN_COLOURS, caption, render
 from utils.plotting import to_pil
 
@@ -27,9 +28,10 @@ def held_out_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray, li
         ``(images, digits, colours)``: float32 (n, 3, 32, 32) in [0, 1] with a black
         background, int64 (n,), and n colour names from ``TRAIN_COLOURS``.
     """
+    n, seed = check_int("n", n, minimum=None), check_int("seed", seed, minimum=0)
+    if not 0 < n <= 10 * SUBSET_TEST_PER_CLASS:  # the size of the test split, checked before loading it
+        raise ValueError(f"n must be between 1 and {10 * SUBSET_TEST_PER_CLASS}, got {n}.")
     pixels, labels = load_mnist(split="test")
-    if not 0 < n <= len(labels):
-        raise ValueError(f"n must be between 1 and {len(labels)}, got {n}.")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     rank = np.empty(len(labels), dtype=np.int64)  # how many of the same digit came before it
@@ -53,6 +55,10 @@ def lesson_images(pipe, n: int = 2, seed: int = 0, steps: int = 25) -> tuple[lis
     Returns:
         ``(images, captions)``: n RGB PIL images at the pipeline's size, n strings.
     """
+    if getattr(pipe, "course_track", None) not in ("sd", "mini"):
+        raise TypeError("pipe must be a pipeline from utils.load_pipeline() (its course_track is "
+                        f"'sd' or 'mini'), got {type(pipe).__name__}.")
+    n, seed, steps = check_int("n", n), check_int("seed", seed, minimum=0), check_int("steps", steps)
     if pipe.course_track == "mini":
         images, digits, colours = held_out_digits(n, seed)
         return [to_pil(im) for im in images], [caption(int(d), c) for d, c in zip(digits, colours)]

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from utils.checks import check_int, check_path, check_safetensors
 from utils.minisd.data import PALETTE, SIZES, THICKNESS, TRAIN_COLOURS, render
 
 CLASSIFIER_PATH = Path(__file__).resolve().parents[1] / "assets" / "mnist_classifier.safetensors"
@@ -35,13 +36,22 @@ def as_images(images) -> torch.Tensor:
             x = x.permute(0, 3, 1, 2)
         if images.dtype == np.uint8:
             x = x / 255.0
-    elif isinstance(images, (list, tuple)) and images and hasattr(images[0], "convert"):
+    elif isinstance(images, (list, tuple)) and images and all(hasattr(im, "convert") for im in images):
+        sizes = sorted({im.size for im in images})
+        if len(sizes) > 1:
+            raise ValueError(f"images must all have one size, got sizes {sizes}.")
         x = torch.as_tensor(np.stack([np.asarray(im.convert("RGB")) for im in images]),
                             dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
     else:
-        raise TypeError(f"images must be PIL images, a numpy array or a tensor, got {type(images)}.")
+        what = "an empty list" if isinstance(images, (list, tuple)) and not images else type(images)
+        raise TypeError(f"images must be a list of PIL images, a numpy array (B, H, W, 3) or a tensor "
+                        f"(B, 3, H, W), got {what}.")
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W) or (B, H, W, 3), got {tuple(x.shape)}.")
+        raise ValueError(f"images must be (B, 3, H, W) or (B, H, W, 3), got {tuple(x.shape)} "
+                         "(grayscale (B, 1, H, W): x.expand(-1, 3, -1, -1)).")
+    if x.numel() and (x.min() < -0.01 or x.max() > 1.01):  # ink thresholds assume [0, 1]
+        raise ValueError(f"images must be in [0, 1], got values from {x.min():.3g} to {x.max():.3g} "
+                         "(from [-1, 1]: (x + 1) / 2; from 0-255: x / 255).")
     return x
 
 
@@ -76,6 +86,8 @@ def ink_colour(images, colours: list[str] | None = None) -> list[str]:
     edge and a bright stroke centre give the same hue; the same is done to the palette.
     """
     colours = list(PALETTE) if colours is None else colours
+    if not isinstance(colours, (list, tuple)) or not colours or any(c not in PALETTE for c in colours):
+        raise ValueError(f"colours must be a list of names from {list(PALETTE)}, got {colours!r}.")
     x = as_images(images)
     bright = x.amax(1, keepdim=True)  # (B, 1, H, W)
     mask = (bright > 0.5).float()
@@ -127,6 +139,9 @@ def train_classifier(steps: int = 1500, batch: int = 64, seed: int = 0,
     """
     from utils.data import load_mnist
 
+    steps, batch, seed = check_int("steps", steps), check_int("batch", batch), check_int("seed", seed, 0)
+    if limit is not None:
+        check_int("limit", limit)
     digits, labels = load_mnist(split="train")
     if limit is not None:
         digits, labels = digits[:limit], labels[:limit]
@@ -153,6 +168,8 @@ def evaluate_classifier(model: DigitClassifier) -> dict:
     """Accuracy on the held-out test split: as drawn, and rendered with random attributes."""
     from utils.data import load_mnist
 
+    _check_model(model)
+
     digits, labels = load_mnist(split="test")
     n = len(labels)
     plain = render(digits, np.zeros(n, int), np.zeros(n, int), np.zeros(n, int))
@@ -164,6 +181,10 @@ def evaluate_classifier(model: DigitClassifier) -> dict:
 
 def save_classifier(model: DigitClassifier, facts: dict, path: Path = CLASSIFIER_PATH) -> None:
     """Weights as safetensors; the facts (accuracies, command) go in its metadata and beside it."""
+    _check_model(model)
+    if not isinstance(facts, dict):
+        raise TypeError(f"facts must be a dict such as train_classifier's, got {type(facts).__name__}.")
+    path = check_path("path", path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     metadata = {k: json.dumps(v) for k, v in facts.items()}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path, metadata=metadata)
@@ -172,33 +193,61 @@ def save_classifier(model: DigitClassifier, facts: dict, path: Path = CLASSIFIER
 
 def load_classifier(path: str | Path = CLASSIFIER_PATH) -> DigitClassifier:
     """The shipped digit classifier (eval mode)."""
-    path = Path(path)
+    path = check_path("path", path)
     if not path.is_file():
         raise FileNotFoundError(f"path={str(path)!r} does not exist; train it with "
                                 "`python -m utils.metrics train-classifier`.")
+    rebuild = f"Train it again with `python -m utils.metrics train-classifier --out {path}`."
     model = DigitClassifier()
-    model.load_state_dict(load_file(path))
+    try:
+        model.load_state_dict(load_file(check_safetensors(path, rebuild)))
+    except RuntimeError:  # load_state_dict: missing, extra or differently shaped weights
+        raise OSError(f"path={str(path)!r} holds weights of another network, not the digit "
+                      f"classifier. {rebuild}") from None
     return model.eval()
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, DigitClassifier):
+        raise TypeError(f"model must be a DigitClassifier (load_classifier()), got {type(model).__name__}.")
+
+
+def _classifier_input(images) -> torch.Tensor:
+    """``ink(images)`` checked for the classifier: at least one image, 32x32 pixels."""
+    x = ink(images)
+    if len(x) == 0 or x.shape[-2:] != (32, 32):
+        raise ValueError(f"images must be one or more 32x32 images for the digit classifier, got "
+                         f"{len(x)} of {tuple(x.shape[-2:])} (resize with F.interpolate(x, size=32)).")
+    return x
 
 
 @torch.no_grad()
 def classify(images, model: DigitClassifier | None = None) -> np.ndarray:
     """Predicted digit per image, int64 (B,)."""
     model = model or load_classifier()
-    return model(ink(images)).argmax(1).numpy()
+    _check_model(model)
+    return model(_classifier_input(images)).argmax(1).numpy()
 
 
 @torch.no_grad()
 def classifier_features(images, model: DigitClassifier | None = None) -> np.ndarray:
     """The classifier's penultimate features, float64 (B, 128)."""
     model = model or load_classifier()
-    return torch.cat([model.features(ink(images[i:i + 256]))
+    _check_model(model)
+    _classifier_input(images[:1])
+    return torch.cat([model.features(_classifier_input(images[i:i + 256]))
                       for i in range(0, len(images), 256)]).double().numpy()
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D):
     |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), the formula behind FID."""
+    for name, f in (("features_a", features_a), ("features_b", features_b)):
+        if not isinstance(f, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array (N, D) such as classifier_features(...) "
+                            f"gives, got {type(f).__name__}.")
+        if f.ndim == 2 and len(f) < 2:
+            raise ValueError(f"{name} needs at least 2 rows for a covariance, got {len(f)}.")
     if features_a.ndim != 2 or features_b.ndim != 2 or features_a.shape[1] != features_b.shape[1]:
         raise ValueError(f"features must be (N, D) and (M, D), got {features_a.shape} and "
                          f"{features_b.shape}.")
@@ -225,6 +274,11 @@ def nearest_distance(images, reference) -> np.ndarray:
     """For each image, the Euclidean distance of its ink to the nearest reference image's ink.
     (B,) float; the reference may be large (it is processed in chunks)."""
     x = ink(images).flatten(1)
+    if len(reference) == 0:
+        raise ValueError("reference is empty: give one or more images to compare with.")
+    if ink(reference[:1]).flatten(1).shape[1] != x.shape[1]:
+        raise ValueError(f"reference images must have the size of images ({x.shape[1]} pixels each), "
+                         f"got {ink(reference[:1]).shape[-2:]}.")
     best = torch.full((len(x),), math.inf)
     for start in range(0, len(reference), 4096):
         ref = ink(reference[start:start + 4096]).flatten(1)
@@ -241,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.steps <= 0:
+        parser.error(f"--steps must be > 0, got {args.steps}.")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, facts = train_classifier(steps=args.steps, seed=args.seed)

@@ -2,8 +2,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from diffusers.utils import make_image_grid
+from diffusers.utils import make_image_grid as _diffusers_image_grid
 from PIL import Image
+
+from utils.checks import check_int, check_number
 
 __all__ = ["show_images", "make_image_grid", "to_pil"]
 
@@ -16,13 +18,20 @@ def to_pil(image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image
     if isinstance(image, torch.Tensor):
-        if image.ndim != 3:
-            raise ValueError(f"a tensor image must be (C, H, W); got shape {tuple(image.shape)}.")
+        if image.ndim != 3 or image.shape[0] not in (1, 3, 4):
+            raise ValueError(f"image: a tensor image must be (C, H, W) with C = 1, 3 or 4; got shape "
+                             f"{tuple(image.shape)} (one image of a batch: image[0]; channels last: "
+                             "pass image.numpy()).")
         image = image.detach().float().cpu().permute(1, 2, 0).numpy()
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"cannot show a {type(image).__name__}: pass a PIL image, array or tensor.")
-    if image.ndim not in (2, 3):
-        raise ValueError(f"an array image must be (H, W) or (H, W, C); got shape {image.shape}.")
+        raise TypeError(f"image: cannot show a {type(image).__name__}; pass a PIL image, a numpy "
+                        "array (H, W[, C]) or a tensor (C, H, W).")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"image: an array image must be (H, W) or (H, W, C) with C = 1, 3 or 4; "
+                         f"got shape {image.shape}.")
+    if image.size == 0 or image.dtype.kind not in "biuf":
+        raise ValueError(f"image: cannot show an array of shape {image.shape} and dtype {image.dtype}; "
+                         "it needs pixels of numbers.")
     if image.dtype != np.uint8:
         image = image.astype(np.float32)
         if image.min() < 0:
@@ -44,11 +53,25 @@ def show_images(images, titles=None, cols: int | None = None, size: float = 2.0,
     """
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         images = list(images)
-    images = [to_pil(im) for im in images]
+    if isinstance(images, (Image.Image, str)) or not hasattr(images, "__iter__"):
+        raise TypeError(f"images must be a list of images or a batch tensor (B, C, H, W), got a "
+                        f"{type(images).__name__} (one image: show_images([image])).")
+    pils = []
+    for i, im in enumerate(images):
+        try:
+            pils.append(to_pil(im))
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"images[{i}]: {str(err).removeprefix('image: ')}") from None
+    images = pils
     if not images:
         raise ValueError("show_images got no images.")
+    if titles is not None and (isinstance(titles, str) or not hasattr(titles, "__len__")):
+        raise TypeError(f"titles must be a list with one title per image, got {titles!r}.")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"got {len(titles)} titles for {len(images)} images: give one per image.")
+    if cols is not None:
+        check_int("cols", cols)
+    check_number("size", size, 0, strict=True)
     cols = cols or min(len(images), 8)
     rows = -(-len(images) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.4 if suptitle else 0)),
@@ -63,3 +86,21 @@ def show_images(images, titles=None, cols: int | None = None, size: float = 2.0,
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def make_image_grid(images: list, rows: int, cols: int, resize: int | None = None) -> Image.Image:
+    """diffusers' ``make_image_grid``: one PIL image with ``rows * cols`` PIL images, row by row.
+
+    Args:
+        resize: make every image ``resize`` x ``resize`` pixels first (None: keep their size).
+    """
+    rows, cols = check_int("rows", rows), check_int("cols", cols)
+    if resize is not None:
+        check_int("resize", resize)
+    if not isinstance(images, (list, tuple)) or not all(isinstance(im, Image.Image) for im in images):
+        raise TypeError("images must be a list of PIL images (pipe(...).images, or to_pil(x) of each); "
+                        f"got {type(images).__name__}.")
+    if len(images) != rows * cols:
+        raise ValueError(f"images holds {len(images)} images but rows={rows}, cols={cols} make "
+                         f"{rows * cols} cells: give exactly rows * cols images.")
+    return _diffusers_image_grid(list(images), rows, cols, resize)

@@ -25,6 +25,8 @@ from itertools import pairwise
 
 import torch
 
+from utils.checks import check_callable, check_choice, check_int, check_number
+
 __all__ = ["karras_sigmas", "CountingModel", "run", "trajectory", "euler", "heun",
            "dpm_solver_pp", "heavy_ball", "nesterov", "adam_like", "gradient_estimation",
            "SAMPLERS", "steps_for_nfe", "distance_vs_nfe", "results_table", "markdown_table",
@@ -38,8 +40,10 @@ def karras_sigmas(steps: int, sigma_min: float = 0.02, sigma_max: float = 20.0,
 
     Evenly spaced in ``sigma ** (1 / rho)``, so the steps crowd at low noise. ``(steps + 1,)``.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}.")
+    check_int("steps", steps)
+    check_number("sigma_min", sigma_min, 0, strict=True)
+    check_number("sigma_max", sigma_max, sigma_min, strict=True)
+    check_number("rho", rho, 0, strict=True)
     ramp = torch.linspace(0, 1, steps, dtype=dtype) if steps > 1 else torch.zeros(1, dtype=dtype)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1, dtype=dtype)])
@@ -52,6 +56,7 @@ class CountingModel:
     """
 
     def __init__(self, model):
+        check_callable("model", model, "model(x, sigma) -> eps")
         self.model, self.nfe = model, 0
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -61,6 +66,7 @@ class CountingModel:
 
 def run(sampler, model, sigmas, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, int]:
     """Run ``sampler`` to the end; returns ``(final x, NFE)``."""
+    _check_sampler(sampler)
     counted = CountingModel(model)
     for x in sampler(counted, sigmas, x, **kwargs):
         pass
@@ -69,6 +75,7 @@ def run(sampler, model, sigmas, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor
 
 def trajectory(sampler, model, sigmas, x: torch.Tensor, **kwargs) -> list[torch.Tensor]:
     """Every state ``[x_T, x_1, ..., x_final]`` of one run (for plots and sliders)."""
+    _check_sampler(sampler)
     return [x] + list(sampler(model, sigmas, x, **kwargs))
 
 
@@ -76,10 +83,31 @@ def _floats(sigmas) -> list[float]:
     return [float(s) for s in sigmas]
 
 
+def _check_sampler(sampler) -> None:
+    if isinstance(sampler, str) or not callable(sampler):
+        raise TypeError(f"sampler must be a sampler function such as euler or SAMPLERS[name], with name "
+                        f"one of {', '.join(map(repr, SAMPLERS))}; got {sampler!r}.")
+
+
+def _check_sampling(model, sigmas, x) -> list[float]:
+    """The checks every sampler makes first; returns ``sigmas`` as floats."""
+    check_callable("model", model, "model(x, sigma) -> eps")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor, the starting point x_T, got {type(x).__name__}.")
+    try:
+        values = _floats(sigmas)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"sigmas must be a 1-D list or tensor of noise levels, got {sigmas!r}.") from None
+    if len(values) < 2 or min(values) < 0 or any(a <= b for a, b in pairwise(values)):
+        raise ValueError(f"sigmas must be at least 2 noise levels >= 0 that decrease (such as "
+                         f"karras_sigmas(steps)), got {[round(v, 4) for v in values][:8]}.")
+    return values
+
+
 @torch.no_grad()
 def euler(model, sigmas, x):
     """Euler = DDIM (eta=0) = SGD with learning rate sigma - sigma_next. 1 NFE a step."""
-    for sigma, sigma_next in pairwise(_floats(sigmas)):
+    for sigma, sigma_next in pairwise(_check_sampling(model, sigmas, x)):
         eps = model(x, sigma)                # 1. the "gradient"
         x = x - (sigma - sigma_next) * eps   # 2. x_t -> x_t-1: one SGD step
         yield x
@@ -91,7 +119,7 @@ def heun(model, sigmas, x):
 
     2 NFE per step, except the last step to sigma = 0, which is plain Euler (2 * steps - 1).
     """
-    for sigma, sigma_next in pairwise(_floats(sigmas)):
+    for sigma, sigma_next in pairwise(_check_sampling(model, sigmas, x)):
         eps = model(x, sigma)
         x_euler = x - (sigma - sigma_next) * eps
         if sigma_next == 0:
@@ -110,8 +138,9 @@ def gradient_estimation(model, sigmas, x, gamma: float = 2.0):
     eps, the opposite of momentum's look back. gamma = 1 is Euler. 1 NFE a step
     (smalldiffusion's ``samples(..., gam=2)``).
     """
+    check_number("gamma", gamma)
     eps_prev = None
-    for sigma, sigma_next in pairwise(_floats(sigmas)):
+    for sigma, sigma_next in pairwise(_check_sampling(model, sigmas, x)):
         eps = model(x, sigma)
         eps_bar = eps if eps_prev is None else gamma * eps + (1 - gamma) * eps_prev
         x = x - (sigma - sigma_next) * eps_bar
@@ -126,8 +155,9 @@ def heavy_ball(model, sigmas, x, beta: float = 0.5):
     The average is exponential (torch's SGD with dampening=momentum), so a constant
     eps moves x as far as Euler does; beta = 0 is Euler.
     """
+    check_number("beta", beta, 0, 1)
     velocity = None
-    for sigma, sigma_next in pairwise(_floats(sigmas)):
+    for sigma, sigma_next in pairwise(_check_sampling(model, sigmas, x)):
         eps = model(x, sigma)
         velocity = eps if velocity is None else beta * velocity + (1 - beta) * eps
         x = x - (sigma - sigma_next) * velocity
@@ -141,8 +171,9 @@ def nesterov(model, sigmas, x, beta: float = 0.5):
     That point has gone a fraction ``beta`` of the step, so the model is asked at its noise
     level, ``sigma - beta * lr``. 1 NFE per step; ``beta = 0`` is Euler.
     """
+    check_number("beta", beta, 0, 1)
     velocity = None
-    for sigma, sigma_next in pairwise(_floats(sigmas)):
+    for sigma, sigma_next in pairwise(_check_sampling(model, sigmas, x)):
         lr = sigma - sigma_next
         if velocity is None:
             velocity = model(x, sigma)
@@ -164,8 +195,12 @@ def adam_like(model, sigmas, x, beta1: float = 0.5, beta2: float = 0.999,
     of the probability-flow ODE: the step hardly depends on |eps|, which is what tells
     a sampler how far to go (lesson 07 measures the damage).
     """
+    values = _check_sampling(model, sigmas, x)
+    check_number("beta1", beta1, 0, 1)
+    check_number("beta2", beta2, 0, 1)
+    check_number("delta", delta, 0, strict=True)
     m = v = torch.zeros_like(x)
-    for i, (sigma, sigma_next) in enumerate(pairwise(_floats(sigmas)), start=1):
+    for i, (sigma, sigma_next) in enumerate(pairwise(values), start=1):
         eps = model(x, sigma)
         m = beta1 * m + (1 - beta1) * eps
         v = beta2 * v + (1 - beta2) * eps**2
@@ -200,7 +235,8 @@ def dpm_solver_pp(model, sigmas, x, order: int = 2):
     """
     from diffusers import DPMSolverMultistepScheduler
 
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    sigmas = torch.tensor(_check_sampling(model, sigmas, x), dtype=torch.float64)
+    check_choice("order", order, (1, 2, 3))
     scheduler = DPMSolverMultistepScheduler(
         solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="zero")
     with quiet_numpy_copy_warning():
@@ -230,6 +266,8 @@ SAMPLERS = {
 
 def steps_for_nfe(sampler, nfe: int) -> int:
     """Steps that spend at most ``nfe`` model evaluations (Heun: 2 per step but the last)."""
+    _check_sampler(sampler)
+    check_int("nfe", nfe)
     return max(1, (nfe + 1) // 2) if sampler is heun else max(1, nfe)
 
 
@@ -248,6 +286,25 @@ def distance_vs_nfe(model, x_T: torch.Tensor, distance, nfes, samplers=None,
     """
     import time
 
+    check_callable("model", model, "model(x, sigma) -> eps")
+    check_callable("distance", distance, "lambda x: energy_distance(x, reference)")
+    check_callable("schedule", schedule, "karras_sigmas")
+    if not isinstance(x_T, torch.Tensor):
+        raise TypeError(f"x_T must be a tensor of starting points (n, ...), got {type(x_T).__name__}.")
+    if isinstance(nfes, (str, int)) or not hasattr(nfes, "__iter__"):
+        raise TypeError(f"nfes must be a list of NFE budgets such as [4, 8, 16], got {nfes!r}.")
+    nfes = list(nfes)
+    if not nfes:
+        raise ValueError("nfes is empty: give one or more NFE budgets such as [4, 8, 16].")
+    for nfe in nfes:
+        check_int("each of nfes", nfe)
+    if samplers is not None:
+        if not isinstance(samplers, dict) or not samplers:
+            raise TypeError(f"samplers must be a dict {{name: sampler}} such as SAMPLERS, got {samplers!r}.")
+        for sampler in samplers.values():
+            _check_sampler(sampler)
+    if on_result is not None:
+        check_callable("on_result", on_result, "rows.append")
     rows = []
     for name, sampler in (samplers or SAMPLERS).items():
         for budget in nfes:
@@ -261,9 +318,19 @@ def distance_vs_nfe(model, x_T: torch.Tensor, distance, nfes, samplers=None,
     return rows
 
 
+def _check_rows(rows, extra: tuple = ()) -> None:
+    keys = {"sampler", "budget", "distance", *extra}
+    if (not isinstance(rows, list) or not rows
+            or not all(isinstance(r, dict) and keys <= set(r) for r in rows)):
+        raise ValueError(f"rows must be the non-empty list of dicts that distance_vs_nfe returns "
+                         f"(keys {sorted(keys)}), got {str(rows)[:80]}.")
+
+
 def results_table(rows: list[dict]):
     """``distance_vs_nfe`` rows as a pandas table: a row per sampler, a column per NFE budget."""
     import pandas as pd
+
+    _check_rows(rows)
 
     table = pd.DataFrame(rows).pivot(index="sampler", columns="budget", values="distance")
     table = table.loc[list(dict.fromkeys(r["sampler"] for r in rows))]  # samplers in run order
@@ -274,6 +341,8 @@ def results_table(rows: list[dict]):
 def markdown_table(rows: list[dict], floor: float) -> str:
     """The same table in markdown, with the noise floor as a last row; an actual NFE that differs
     from the budget (Heun's) in brackets."""
+    _check_rows(rows, extra=("nfe",))
+    check_number("floor", floor)
     budgets = sorted({r["budget"] for r in rows})
     lines = ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
              "|---|" + "---:|" * len(budgets)]
@@ -288,6 +357,9 @@ def markdown_table(rows: list[dict], floor: float) -> str:
 
 def findings(rows: list[dict], floor: float, baseline: str = "Euler/DDIM") -> list[str]:
     """Sentences computed from benchmark rows, so that prose cannot drift from the numbers."""
+    _check_rows(rows)
+    check_number("floor", floor, 0, strict=True)
+    check_choice("baseline", baseline, list(dict.fromkeys(r["sampler"] for r in rows)))
     budgets = sorted({r["budget"] for r in rows})
     dist = {(r["sampler"], r["budget"]): r["distance"] for r in rows}
     names = list(dict.fromkeys(r["sampler"] for r in rows))
@@ -322,9 +394,20 @@ class GaussianMixture:
     """
 
     def __init__(self, means, covs, weights):
-        self.means = torch.as_tensor(means, dtype=torch.float64)
-        self.covs = torch.as_tensor(covs, dtype=torch.float64)
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+        self.means = _as_float64("means", means)
+        self.covs = _as_float64("covs", covs)
+        self.weights = _as_float64("weights", weights)
+        if self.means.ndim != 2:
+            raise ValueError(f"means must be (K, D), got shape {tuple(self.means.shape)}.")
+        k, d = self.means.shape
+        if self.covs.shape != (k, d, d):
+            raise ValueError(f"covs must be (K, D, D) = {(k, d, d)} for means {(k, d)}, got shape "
+                             f"{tuple(self.covs.shape)}.")
+        if torch.linalg.cholesky_ex(self.covs).info.any():
+            raise ValueError("covs must be symmetric positive definite (each one), but one is not.")
+        if self.weights.shape != (k,) or (self.weights < 0).any() or not self.weights.sum() > 0:
+            raise ValueError(f"weights must be {k} non-negative numbers, not all zero, got "
+                             f"{self.weights.tolist()}.")
         self.weights = self.weights / self.weights.sum()
         self.dim = self.means.shape[1]
 
@@ -342,6 +425,8 @@ class GaussianMixture:
 
     def sample(self, n: int, sigma: float = 0.0, generator: torch.Generator | None = None):
         """``n`` exact samples of the mixture noised to ``sigma``: ``(n, D)``."""
+        check_int("n", n)
+        check_number("sigma", sigma, 0)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         chol = torch.linalg.cholesky(self.covs)[k]  # (n, D, D)
         z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
@@ -350,7 +435,10 @@ class GaussianMixture:
 
     def eps(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """The exact noise estimate ``-sigma * grad log p_sigma(x)`` for ``x`` ``(n, D)``."""
-        sigma = float(sigma)
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must be a tensor (n, {self.dim}), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}.")
+        sigma = check_number("sigma", float(sigma) if isinstance(sigma, torch.Tensor) else sigma, 0)
         cov = self.covs + sigma**2 * torch.eye(self.dim, dtype=torch.float64)  # (K, D, D)
         precision = torch.linalg.inv(cov)
         diff = x.to(torch.float64)[:, None, :] - self.means[None]               # (n, K, D)
@@ -363,8 +451,28 @@ class GaussianMixture:
         return self.eps(x, sigma)
 
 
+def _as_float64(name: str, value) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be numbers (a list, array or tensor), got {value!r}.") from None
+
+
+def _check_samples(name: str, value, dim: int | None = None) -> None:
+    """``value`` must be a non-empty tensor (n, D), with D = ``dim`` when given."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor (n, D), got {type(value).__name__}.")
+    if value.ndim != 2 or len(value) == 0 or (dim is not None and value.shape[1] != dim):
+        want = "(n, D)" if dim is None else f"(n, {dim})"
+        raise ValueError(f"{name} must be a non-empty tensor {want}, got shape {tuple(value.shape)}.")
+
+
 def mean_distance(a: torch.Tensor, b: torch.Tensor | None = None, chunk: int = 2048) -> float:
     """``E|A - B|`` over all pairs of rows of ``a (n, D)`` and ``b (m, D)`` (``b=None``: a, a)."""
+    _check_samples("a", a)
+    if b is not None:
+        _check_samples("b", b, a.shape[1])
+    check_int("chunk", chunk)
     a = a.to(torch.float64)
     if b is not None:
         b = b.to(torch.float64)
@@ -386,5 +494,9 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor, y_self: float | None = Non
     independent samples of one distribution give a small positive number, the noise floor.
     ``y_self = mean_distance(y)`` can be passed to save work when ``y`` is a fixed reference.
     """
+    _check_samples("x", x)
+    _check_samples("y", y, x.shape[1])
+    if y_self is not None:
+        check_number("y_self", y_self, 0)
     y_self = mean_distance(y) if y_self is None else y_self
     return 2 * mean_distance(x, y) - mean_distance(x) - y_self

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 from safetensors.torch import load_file, save_file
 
+from .checks import check_int, check_json_file, check_number, check_path, check_safetensors
 from .data import load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,10 @@ def build_unet(channels: tuple[int, ...] = (16, 32, 64)) -> UNet2DModel:
     No attention layers: for 32x32 digits they add little, and on a CPU their backward pass
     costs almost as much as all the convolutions together.
     """
+    if (not isinstance(channels, (tuple, list)) or not channels
+            or not all(isinstance(c, int) and c > 0 and c % 8 == 0 for c in channels)):
+        raise ValueError(f"channels must be a tuple of widths that are multiples of 8, one per level, "
+                         f"such as (16, 32, 64); got {channels!r}.")
     levels = len(channels)
     return UNet2DModel(
         sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
@@ -63,41 +68,71 @@ class Denoiser(torch.nn.Module):
 
     def __init__(self, unet: UNet2DModel):
         super().__init__()
+        if not isinstance(unet, UNet2DModel):
+            raise TypeError(f"unet must be a diffusers UNet2DModel (see build_unet), got "
+                            f"{type(unet).__name__}.")
         self.unet = unet
 
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+    def _check(self, x, sigma) -> torch.Tensor:
+        """Check ``x`` and return ``sigma`` as one value per image, (B,)."""
+        channels = self.unet.config.in_channels
+        factor = 2 ** (len(self.unet.config.block_out_channels) - 1)  # the U-Net halves H, W this often
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a float tensor (B, {channels}, 32, 32), got {type(x).__name__}.")
+        if x.ndim != 4 or x.shape[1] != channels or x.shape[2] % factor or x.shape[3] % factor:
+            raise ValueError(f"x must be (B, {channels}, H, W) with H and W multiples of {factor}, such "
+                             f"as (B, {channels}, 32, 32); got {tuple(x.shape)}.")
+        try:
+            sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"sigma must be a number or a tensor of one per image, got {sigma!r}.") from None
         if sigma.numel() == 1:
             sigma = sigma.expand(x.shape[0])
-        if sigma.shape[0] != x.shape[0] or (sigma <= 0).any():
+        if sigma.shape[0] != x.shape[0] or not (sigma > 0).all() or not sigma.isfinite().all():
             raise ValueError(f"sigma must be one positive number or one per image; got {tuple(sigma.shape)} "
                              f"for {x.shape[0]} images.")
+        return sigma
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        sigma = self._check(x, sigma)
         c_in = (sigma**2 + SIGMA_DATA**2).rsqrt().view(-1, 1, 1, 1)
         return self.unet(x * c_in, 100 * sigma.log()).sample
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """The estimate of the clean image: ``x - sigma * eps``."""
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-        return x - sigma * self(x, sigma.reshape(-1))
+        sigma = self._check(x, sigma)
+        return x - sigma.view(-1, 1, 1, 1) * self(x, sigma)
 
 
 def load_mnist_denoiser(path: str | Path = DENOISER_PATH) -> Denoiser:
     """The shipped denoiser (``python -m utils.score train`` made it), in eval mode, fp32."""
-    path = Path(path)
+    path = check_path("path", path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} holds no trained denoiser (config.json missing). Train one with "
                                 f"`python -m utils.score train --out {path}`.")
+    rebuild = (f"Train it again with `python -m utils.score train --out {path} --overwrite` (the "
+               "shipped run's exact command is in its TRAINING.json).")
+    check_json_file(path / "config.json", rebuild)
+    check_safetensors(path / "diffusion_pytorch_model.safetensors", rebuild)
     return Denoiser(UNet2DModel.from_pretrained(path)).eval()
 
 
 def sample_sigmas(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Training noise levels: log-normal (EDM), clipped to [SIGMA_MIN, SIGMA_MAX]."""
+    check_int("n", n, minimum=0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
     log_sigma = torch.randn(n, generator=generator) * 1.4 - 0.6
     return log_sigma.exp().clamp(SIGMA_MIN, SIGMA_MAX)
 
 
 def denoising_loss(denoiser: Denoiser, x0: torch.Tensor, generator=None) -> torch.Tensor:
     """Denoising score matching: mean squared error between predicted and added noise."""
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as denoiser(x, sigma), got {type(denoiser).__name__}.")
+    if not isinstance(x0, torch.Tensor) or x0.ndim != 4:
+        raise ValueError(f"x0 must be a batch of clean images, a tensor (B, 1, 32, 32), got "
+                         f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}.")
     sigma = sample_sigmas(x0.shape[0], generator).to(x0)
     noise = torch.randn(x0.shape, generator=generator).to(x0)
     return F.mse_loss(denoiser(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma), noise)
@@ -112,8 +147,13 @@ def train_denoiser(denoiser: Denoiser, steps: int, batch_size: int = 128, lr: fl
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if not isinstance(denoiser, Denoiser):
+        raise TypeError(f"denoiser must be a Denoiser, got {type(denoiser).__name__}.")
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
+    check_int("start_step", start_step, minimum=0)
+    check_number("lr", lr, 0, strict=True)
+    check_number("ema_decay", ema_decay, 0, 1)
     x_train, _ = mnist_tensor("train")
     generator = torch.Generator().manual_seed(seed + start_step)
     optimizer = optimizer or torch.optim.AdamW(denoiser.parameters(), lr=lr, weight_decay=0.0)
@@ -152,9 +192,18 @@ def _train_command(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     checkpoint, start, ema, elapsed = work / "checkpoint.safetensors", 0, None, 0.0
     if args.resume and checkpoint.exists():
-        state = load_file(checkpoint)
-        meta = json.loads((work / "checkpoint.json").read_text())
-        denoiser.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        try:
+            again = f"Delete {work} and train again without --resume."
+            state = load_file(check_safetensors(checkpoint, again))
+            meta = check_json_file(work / "checkpoint.json", again)
+            denoiser.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+            if not (work / "optimizer.pt").is_file():
+                raise FileNotFoundError(f"{work / 'optimizer.pt'} is missing. {again}")
+        except OSError as err:
+            sys.exit(f"--resume: {err}")
+        except RuntimeError:  # the state dict belongs to another network size
+            sys.exit(f"--resume: {checkpoint} holds a network of another size; resume with the same "
+                     "flags it was started with (--smoke or not), or use another --work.")
         ema = {k[4:]: v for k, v in state.items() if k.startswith("ema.")}
         optimizer.load_state_dict(torch.load(work / "optimizer.pt", weights_only=True))
         start, elapsed = meta["step"], meta["seconds"]
@@ -162,7 +211,7 @@ def _train_command(args) -> None:
     began = time.perf_counter()
 
     def save(step, losses, ema_state, opt, force=False):
-        if step % 200 and not force:
+        if step % args.checkpoint_every and not force:
             return
         tensors = {f"model.{k}": v.contiguous() for k, v in denoiser.state_dict().items()}
         tensors.update({f"ema.{k}": v.contiguous() for k, v in ema_state.items()})
@@ -203,10 +252,16 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=200,
+                       help="save a resumable checkpoint every this many steps")
     train.add_argument("--resume", action="store_true")
     train.add_argument("--overwrite", action="store_true")
     train.add_argument("--smoke", action="store_true", help="a tiny network, for tests")
     args = parser.parse_args(argv)
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--lr", args.lr),
+                        ("--checkpoint-every", args.checkpoint_every)):
+        if value <= 0:
+            parser.error(f"{flag} must be > 0, got {value}.")
     args.argv = argv
     _train_command(args)
 

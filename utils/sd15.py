@@ -50,8 +50,10 @@ def build_sd15_component(name: str, empty: bool = True) -> torch.nn.Module:
         "vae": lambda: AutoencoderKL(**VAE_CONFIG),
         "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER_CONFIG)),
     }
-    if name not in builders:
+    if not isinstance(name, str) or name not in builders:
         raise ValueError(f"name={name!r} is not one of {COMPONENTS}.")
+    if not isinstance(empty, bool):
+        raise TypeError(f"empty must be True or False, got {empty!r}.")
     if empty:
         with init_empty_weights():
             return builders[name]()
@@ -60,4 +62,6 @@ def build_sd15_component(name: str, empty: bool = True) -> torch.nn.Module:
 
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of parameters (works on ``meta``-device models too)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module such as pipe.unet, got {type(model).__name__}.")
     return sum(p.numel() for p in model.parameters())

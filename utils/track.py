@@ -11,17 +11,19 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
-from .device import get_device, get_dtype
+from .checks import check_int, check_json_file, check_number, check_safetensors
+from .device import _as_device, get_device, get_dtype
+from .minisd import MINISD_PATH  # defined once, beside the package that trains it
 from .settings import SETTINGS
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MINISD_PATH = REPO_ROOT / "assets" / "minisd"
 _ALIASES = {"mini": "mini", "minisd": "mini", "sd15": SD15_ID, "sd": SD15_ID}
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """True when the Hugging Face Hub answers within ``timeout`` seconds (one try, no retries)."""
+    check_number("timeout", timeout, 0, strict=True)
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
@@ -46,12 +48,36 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
     """
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a string such as 'mini' or 'sd15', got {type(model).__name__}.")
+    if model is not None and not model.strip():
+        raise ValueError("model is empty: pass 'mini', 'sd15', a Hub id, a local folder, or None to "
+                         "choose automatically.")
     explicit = model or SETTINGS.model
     if explicit:
         how = "asked for" if model else "COURSE_MODEL"
         source = _ALIASES.get(explicit.strip().lower(), explicit.strip())
         if source == "mini":
             return "mini", str(MINISD_PATH), f"{how} MiniSD"
+        folder = Path(source).expanduser()
+        if folder.is_dir():
+            if not (folder / "model_index.json").exists():
+                raise FileNotFoundError(
+                    f"model={explicit!r} is a folder but holds no model_index.json, so it is not a "
+                    "saved pipeline. Pass a folder written by pipe.save_pretrained(...), 'mini' or "
+                    "'sd15'.")
+            # A MiniSD folder (ours or a learner's fine-tuned copy) keeps its CLIP beside it.
+            track = "mini" if (folder / "clip" / "config.json").exists() else "sd"
+            return track, str(folder), f"{how} the local folder {folder}"
+        # A Hub id is "owner/name"; anything else with a path's shape is a missing folder.
+        if source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
+            raise FileNotFoundError(
+                f"model={explicit!r} looks like a folder but does not exist. Pass an existing "
+                "folder saved with save_pretrained, a Hub id such as "
+                f"{SD15_ID!r}, 'mini' or 'sd15'.")
+        if "/" not in source:  # not an alias, not a folder, and a Hub id always has an owner
+            raise ValueError(
+                f"{'model' if model else 'COURSE_MODEL'}={explicit!r} is not a known name "
+                f"({', '.join(map(repr, _ALIASES))}), an existing folder or a Hub id 'owner/name' "
+                f"such as {SD15_ID!r}.")
         return "sd", source, f"{how} {source}"
     device = get_device()
     if device.type == "cpu":
@@ -61,9 +87,40 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
     return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
 
 
+# Pipeline parts without weights; every other part needs a config.json and a weights file.
+_NO_WEIGHTS = ("scheduler", "tokenizer", "tokenizer_2", "feature_extractor")
+
+
+def _check_pipeline_folder(folder: Path, track: str) -> None:
+    """Fail early, naming the file, when a saved pipeline folder lacks a part or holds a broken one."""
+    if track == "mini":
+        rebuild = (f"Rebuild it with `python -m utils.minisd train --out {folder} --overwrite` (the "
+                   "shipped run's exact command is in its TRAINING.json), or restore the shipped "
+                   "files with `git checkout -- assets/minisd`.")
+    else:
+        rebuild = ("Save the pipeline there again with pipe.save_pretrained(folder), or load "
+                   "'sd15' from the Hub instead.")
+    index = check_json_file(folder / "model_index.json", rebuild)
+    for part, spec in index.items():
+        if part.startswith("_") or not isinstance(spec, list) or None in spec:
+            continue  # settings such as requires_safety_checker, and parts saved as None
+        if not (folder / part).is_dir():
+            raise FileNotFoundError(f"{folder / part} is missing (model_index.json lists {part}). "
+                                    f"{rebuild}")
+        if part in _NO_WEIGHTS:
+            continue
+        check_json_file(folder / part / "config.json", rebuild)
+        weights = sorted((folder / part).glob("*.safetensors"))
+        if not weights and not list((folder / part).glob("*.bin")):
+            raise FileNotFoundError(f"{folder / part} holds no weights file (*.safetensors). {rebuild}")
+        for file in weights:
+            check_safetensors(file, rebuild)
+
+
 def _load_sd(source: str, pipeline_class, dtype: torch.dtype):
     kwargs = {"dtype": dtype}
     if Path(source).exists():
+        _check_pipeline_folder(Path(source), "sd")
         return pipeline_class.from_pretrained(source, **kwargs)
     if source == SD15_ID and dtype == torch.float16:
         kwargs["variant"] = "fp16"  # half the download
@@ -94,13 +151,18 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
     Returns:
         The pipeline, moved to ``device``, with a ``course_track`` attribute: ``"sd"`` or ``"mini"``.
     """
+    _check_pipeline_class(pipeline_class)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a torch float dtype such as torch.float16 or torch.float32, "
+                        f"got {dtype!r}.")
+    device = _as_device(device)
     track, source, reason = choose_track(model)
-    device = torch.device(device) if device is not None else get_device()
     dtype = dtype or get_dtype(device)
     if track == "mini":
         if (Path(source) / "model_index.json").exists():
+            _check_pipeline_folder(Path(source), "mini")
             pipe = pipeline_class.from_pretrained(source, dtype=dtype)
-            what = f"MiniSD ({Path(source).relative_to(REPO_ROOT)})"
+            what = f"MiniSD ({os.path.relpath(source, REPO_ROOT)})"
         else:
             pipe = tiny_random_pipeline(pipeline_class)
             if dtype != torch.float32:
@@ -118,8 +180,17 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
     return pipe
 
 
+def _check_pipeline_class(pipeline_class) -> None:
+    if not (isinstance(pipeline_class, type) and hasattr(pipeline_class, "from_pretrained")
+            and hasattr(pipeline_class, "components")):
+        raise TypeError("pipeline_class must be a diffusers pipeline class such as "
+                        f"StableDiffusionImg2ImgPipeline, got {pipeline_class!r}.")
+
+
 def tiny_random_pipeline(pipeline_class=StableDiffusionPipeline, seed: int = 0):
     """A Stable Diffusion pipeline of the real classes with tiny random weights (for tests)."""
+    _check_pipeline_class(pipeline_class)
+    check_int("seed", seed, minimum=0)
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 

@@ -24,10 +24,17 @@ def load_clip(path: str | Path = MINISD_PATH):
     """MiniSD's whole CLIP (text and vision towers with projections) as a ``CLIPModel``, fp32."""
     from transformers import CLIPModel
 
-    folder = Path(path) / "clip"
+    from utils.checks import check_json_file, check_path, check_safetensors
+
+    folder = check_path("path", path) / "clip"
     if not folder.is_dir():
         raise FileNotFoundError(f"path={str(path)!r} has no clip/ folder; pass a MiniSD pipeline "
                                 "folder such as assets/minisd.")
+    rebuild = (f"Rebuild it with `python -m utils.minisd train --out {path} --overwrite` (the "
+               "shipped run's exact command is in its TRAINING.json), or restore the shipped "
+               "files with `git checkout -- assets/minisd`.")
+    check_json_file(folder / "config.json", rebuild)
+    check_safetensors(folder / "model.safetensors", rebuild)
     return CLIPModel.from_pretrained(folder)
 
 

@@ -9,6 +9,8 @@ A caption names some of them ("a thick red seven", "a blue 3", "a small digit", 
 model also learns partial captions and, from the ~10% empty ones, the unconditional branch that
 classifier-free guidance needs.
 """
+import numbers
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,12 @@ NUMERAL_P = 0.3  # how often the digit is written as a numeral ("a red 7") inste
 
 def random_attributes(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw colour, thickness and size indices for each label; returns int64 arrays (N,)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or ((labels < 0) | (labels > 9)).any():
+        raise ValueError(f"labels must be a 1-D array of digits 0-9, got {labels!r:.80}.")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
+                        f"{type(rng).__name__}.")
     n = len(labels)
     return {"digit": np.asarray(labels, dtype=np.int64),
             "colour": rng.integers(0, len(TRAIN_COLOURS), n),
@@ -63,10 +71,26 @@ def render(images: np.ndarray | torch.Tensor, colour: np.ndarray, thickness: np.
         float32 (N, 3, 32, 32) in [0, 1], black background.
     """
     colours = TRAIN_COLOURS if colours is None else colours
-    gray = torch.as_tensor(np.asarray(images), dtype=torch.float32)
+    if not isinstance(colours, (list, tuple)) or not colours or any(c not in PALETTE for c in colours):
+        raise ValueError(f"colours must be a list of names from {list(PALETTE)}, got {colours!r}.")
+    images = np.asarray(images)
+    if images.dtype.kind not in "biuf":
+        raise TypeError(f"images must be numbers, uint8 (N, 28, 28), got dtype {images.dtype}.")
+    gray = torch.as_tensor(images, dtype=torch.float32)
     if gray.ndim != 3 or gray.shape[1:] != (28, 28):
         raise ValueError(f"images must have shape (N, 28, 28), got {tuple(gray.shape)}.")
+    if images.dtype != np.uint8 and 0 < gray.max() <= 1:
+        raise ValueError("images must be 0-255 like load_mnist's (ink bright), got values in [0, 1]: "
+                         "multiply by 255.")
     n = gray.shape[0]
+    for name, index, choices in (("colour", colour, colours), ("thickness", thickness, THICKNESS),
+                                 ("size", size, SIZES)):
+        index = np.asarray(index)
+        if index.shape != (n,) or index.dtype.kind not in "iu" or not ((index >= 0) & (index < len(choices))).all():
+            raise ValueError(f"{name} must be {n} integer indices (one per image) into {choices}, got "
+                             f"{index.tolist()!r:.80}.")
+    if shift is not None and np.shape(shift) != (n, 2):
+        raise ValueError(f"shift must be (N, 2) = {(n, 2)} pixel offsets, got shape {np.shape(shift)}.")
     x = F.pad(gray[:, None] / 255.0, (2, 2, 2, 2))  # (N, 1, 32, 32)
     # Work at 64x64 so erosion/dilation by one pixel changes a stroke by half an MNIST pixel.
     x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -96,6 +120,8 @@ def caption(digit: int, colour: str | None = None, thickness: str | None = None,
     Missing attributes are left out; with no attribute at all the caption is ``""``. ``digit`` may
     be None (then "digit" stands in when some other attribute is named: "a small red digit").
     """
+    if digit is not None and (isinstance(digit, bool) or not isinstance(digit, numbers.Integral)):
+        raise TypeError(f"digit must be an integer 0-9 or None, got {digit!r}.")
     if digit is not None and digit not in range(10):
         raise ValueError(f"digit must be 0-9 or None, got {digit!r}.")
     if colour is not None and colour not in PALETTE:
@@ -121,6 +147,15 @@ def random_captions(attrs: dict[str, np.ndarray], rng: np.random.Generator,
         thickness, size the caption names (thickness/size "as drawn" are never named).
     """
     colours = TRAIN_COLOURS if colours is None else colours
+    keys = ("digit", "colour", "thickness", "size")
+    if not isinstance(attrs, dict) or any(k not in attrs for k in keys):
+        raise ValueError(f"attrs must be a dict with arrays {keys} (random_attributes gives one), got "
+                         f"{type(attrs).__name__} with keys {list(attrs) if isinstance(attrs, dict) else None}.")
+    if len({len(attrs[k]) for k in keys}) != 1:
+        raise ValueError(f"attrs arrays must have one length, got {[len(attrs[k]) for k in keys]}.")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
+                        f"{type(rng).__name__}.")
     n = len(attrs["digit"])
     kept = np.stack([rng.random(n) >= DROP_P[k] for k in ("digit", "colour", "thickness", "size")], 1)
     kept[rng.random(n) < EMPTY_P] = False
@@ -143,8 +178,13 @@ def training_set(variants: int = 8, seed: int = 0, limit: int | None = None):
     Returns:
         (images, attrs): uint8 (N*variants, 3, 32, 32) and a dict of int64 arrays (N*variants,).
     """
+    from utils.checks import check_int
     from utils.data import load_mnist
 
+    check_int("variants", variants)
+    check_int("seed", seed, minimum=0)
+    if limit is not None:
+        check_int("limit", limit)
     digits, labels = load_mnist(split="train")
     if limit is not None:
         digits, labels = digits[:limit], labels[:limit]
