@@ -193,27 +193,37 @@ def test_shipped_pipeline_loads_in_fp32_with_sd_settings(pipe):
 
 @pytestmark_shipped
 def test_shipped_pipeline_generates_without_warnings(pipe):
+    from utils.settings import NUMPY_COPY_NOTICE
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # numpy 2's notice about torch's Tensor.__array__ (inside DPM-Solver's set_timesteps) is
+        # the one warning let through, by its message, as everywhere in the course.
+        warnings.filterwarnings("ignore", message=NUMPY_COPY_NOTICE, category=DeprecationWarning)
         images = pipe("a red seven", num_inference_steps=4, output_type="np",
                       generator=torch.Generator().manual_seed(0)).images
     assert images.shape == (1, 32, 32, 3)
 
 
+@pytestmark_shipped
+def test_shipped_scheduler_is_ddim_and_add_noise_stays_exact_after_sampling(pipe):
+    from diffusers import DDIMScheduler
+
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    assert pipe.scheduler.config.clip_sample is False  # latents are not pixels: never clip them
+    pipe("a red seven", num_inference_steps=3)  # sampling sets the scheduler's timesteps
+    z0, noise, t = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.tensor([500])
+    a = pipe.scheduler.alphas_cumprod[500]
+    assert torch.allclose(pipe.scheduler.add_noise(z0, noise, t), a.sqrt() * z0 + (1 - a).sqrt() * noise)
+
+
 @pytest.fixture(scope="module")
 def red_sevens(pipe):
-    """Four "a red seven" images, DPM-Solver++ 25 steps, guidance 7.5, seeds 50-53."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    original = pipe.scheduler
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(original.config)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2 notice in DPM-Solver
-            return pipe(["a red seven"] * 4, num_inference_steps=25, output_type="np",
-                        generator=[torch.Generator().manual_seed(s) for s in range(50, 54)]).images
-    finally:
-        pipe.scheduler = original
+    """Four "a red seven" images: the shipped scheduler (DDIM), 25 steps, guidance 7.5, seeds 50-53."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2 notice in DPM-Solver
+        return pipe(["a red seven"] * 4, num_inference_steps=25, output_type="np",
+                    generator=[torch.Generator().manual_seed(s) for s in range(50, 54)]).images
 
 
 @pytestmark_shipped
@@ -224,8 +234,6 @@ def test_a_red_seven_is_red(red_sevens):
 
 
 @pytestmark_shipped
-@pytest.mark.xfail(reason="the shipped U-Net (60 min on a shared 2-core CPU) draws the prompted "
-                          "digit only part of the time: see bench/minisd_report.md", strict=False)
 def test_a_red_seven_is_a_seven(red_sevens):
     from utils.metrics import classify
 

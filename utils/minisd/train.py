@@ -29,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from utils.minisd.data import TRAIN_COLOURS, DIGIT_WORDS, random_captions, render, training_set
-from utils.minisd.models import Recipe, build_clip, build_scheduler, build_unet, build_vae
+from utils.minisd.models import (Recipe, build_clip, build_sampler, build_scheduler, build_unet,
+                                 build_vae)
 from utils.minisd.tokenizer import build_tokenizer
 
 STAGES = ["tokenizer", "clip", "vae", "latents", "decoder", "unet", "export"]
@@ -142,8 +143,15 @@ def stage_clip(run: Run) -> dict:
     bar.close()
     clip.eval()
     clip.save_pretrained(run.work / "clip")
-    return {"final_loss": round(loss.item(), 4), **clock.facts(),
-            **zero_shot(clip, tokenizer, limit=r.limit)}
+    scores = zero_shot(clip, tokenizer, limit=r.limit)
+    if r.limit is None and scores["zero_shot_digit"] < 0.5:
+        # The U-Net reads the digit only through this text encoder: if CLIP cannot tell digits
+        # apart, neither can MiniSD. Say so now rather than after an hour of U-Net training.
+        print(f"WARNING: CLIP's zero-shot digit accuracy is {scores['zero_shot_digit']:.0%} "
+              "(chance 10%). Its digit words are near-identical vectors, so MiniSD will not draw "
+              "the digit asked for. Give the clip stage more steps or time (--clip-minutes).",
+              flush=True)
+    return {"final_loss": round(loss.item(), 4), **clock.facts(), **scores}
 
 
 @torch.no_grad()
@@ -423,7 +431,7 @@ def stage_export(run: Run, out: Path, overwrite: bool, command: str) -> dict:
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL.from_pretrained(work / "vae"), text_encoder=_text_encoder(run),
         tokenizer=_tokenizer(run), unet=UNet2DConditionModel.from_pretrained(work / "unet"),
-        scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
+        scheduler=build_sampler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
     tmp = out.parent / f".{out.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
