@@ -2,7 +2,8 @@
 
 Every image has four attributes, each chosen at random:
     digit      0-9 (from the MNIST label)
-    colour     one of ``TRAIN_COLOURS`` (``HELD_OUT_COLOUR``, purple, never appears in training)
+    colour     one of ``TRAIN_COLOURS`` (``HELD_OUT_COLOUR``, purple, never appears in a caption
+               or in CLIP's or the U-Net's training; only the VAE decoder sees purple pixels)
     thickness  ``"thin"`` (erosion), ``None`` (as drawn) or ``"thick"`` (dilation)
     size       ``"small"``, ``None`` (as drawn) or ``"large"``
 A caption names some of them ("a thick red seven", "a blue 3", "a small digit", or ""), so the
@@ -27,7 +28,7 @@ PALETTE: dict[str, tuple[float, float, float]] = {
     "white": (0.95, 0.95, 0.95),
     "purple": (0.60, 0.20, 0.90),
 }
-HELD_OUT_COLOUR = "purple"  # kept out of every training image and caption, for textual inversion
+HELD_OUT_COLOUR = "purple"  # out of every caption, CLIP and U-Net image: for textual inversion
 TRAIN_COLOURS = [c for c in PALETTE if c != HELD_OUT_COLOUR]
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 THICKNESS = [None, "thin", "thick"]  # index 0 means "as drawn"

@@ -29,6 +29,7 @@ class Recipe:
     vae_batch: int = 32
     vae_lr: float = 1e-3
     vae_kl: float = 1e-5
+    decoder_lr: float = 3e-4          # decoder fine-tuning, encoder frozen, on all nine colours
     # U-Net: noise prediction with cross-attention to the frozen text encoder
     unet_channels: tuple = (48, 96)
     unet_layers: int = 1

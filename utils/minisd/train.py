@@ -5,8 +5,9 @@ Stages (each saved under the work folder, as safetensors, before the next starts
     2. clip       CLIPModel (text + vision towers) trained contrastively on captioned digits
     3. vae        AutoencoderKL 3x32x32 <-> 4x8x8; its scaling_factor is measured (1/std of latents)
     4. latents    every training image encoded once (posterior mean and std)
-    5. decoder    the VAE decoder alone trained on, from those fixed latents: colours come out
-                  truer, and the latent space the U-Net learns is unchanged (the encoder is frozen)
+    5. decoder    the VAE decoder alone trained on, encoder frozen, on digits in all nine colours
+                  (purple too: the VAE is a general codec; captions, CLIP and the U-Net never see
+                  purple); colours come out truer and the U-Net's latent space is unchanged
     6. unet       UNet2DConditionModel predicting noise, cross-attending to the frozen text encoder
     7. export     StableDiffusionPipeline.save_pretrained, weights stored as fp16 safetensors
 A finished stage is never redone on ``--resume``; the U-Net stage also resumes mid-way from its
@@ -241,7 +242,17 @@ def stage_latents(run: Run) -> dict:
 
 
 def stage_decoder(run: Run) -> dict:
+    """Fine-tune the VAE decoder, encoder frozen, on digits in all nine colours.
+
+    The VAE is the one part trained on purple too: like SD's VAE, it is a general image codec,
+    while captions, CLIP and the U-Net never see purple. Without this, no text embedding could
+    make MiniSD draw purple (lesson 08's textual inversion), because the decoder could not. The
+    encoder is frozen, so the latents the U-Net learns are unchanged.
+    """
     from diffusers import AutoencoderKL
+
+    from utils.data import load_mnist
+    from utils.minisd.data import PALETTE
 
     r, rng = run.recipe, run.rng("decoder")
     torch.manual_seed(run.seed)
@@ -250,17 +261,22 @@ def stage_decoder(run: Run) -> dict:
     params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
     for p in params:
         p.requires_grad_(True)
-    lat = load_file(run.work / "latents.safetensors")
-    images, _ = run.data()
-    opt = torch.optim.AdamW(params, lr=r.vae_lr, weight_decay=0.0)
+    digits, _ = load_mnist(split="train")
+    if r.limit is not None:
+        digits = digits[:r.limit]
+    every_colour = list(PALETTE)
+    opt = torch.optim.AdamW(params, lr=r.decoder_lr, weight_decay=0.0)
     clock = _Clock(r.vae_steps, run.minutes.get("decoder"))
     bar = tqdm(total=r.vae_steps, desc="decoder", mininterval=2.0)
     for step in clock:
-        _set_lr(opt, r.vae_lr, clock.progress, warmup=min(100, r.vae_steps // 10), step=step)
-        idx = rng.integers(0, len(images), r.vae_batch)
-        mean, std = lat["mean"][idx], lat["std"][idx]
-        recon = vae.decode(mean + std * torch.randn_like(mean)).sample
-        x = _images_for(images, idx)
+        _set_lr(opt, r.decoder_lr, clock.progress, warmup=min(100, r.vae_steps // 10), step=step)
+        idx = rng.integers(0, len(digits), r.vae_batch)
+        n = len(idx)
+        x = render(digits[idx], rng.integers(0, len(every_colour), n), rng.integers(0, 3, n),
+                   rng.integers(0, 3, n), rng.uniform(-1.0, 1.0, (n, 2)), colours=every_colour) * 2 - 1
+        with torch.no_grad():
+            posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
         mse = F.mse_loss(recon, x)
         loss = mse + 0.5 * F.l1_loss(recon, x)
         opt.zero_grad(set_to_none=True)
@@ -270,9 +286,11 @@ def stage_decoder(run: Run) -> dict:
         bar.set_postfix(mse=f"{mse.item():.4f}", refresh=False)
     bar.close()
     vae.eval()
+    images, _ = run.data()
     _, recon_mse = _encode_all(vae, images, sample=True, measure=2048)
     vae.save_pretrained(run.work / "vae")  # same encoder and scaling_factor, better decoder
-    return {**clock.facts(), "psnr_db": round(10 * math.log10(4.0 / recon_mse), 2)}
+    return {**clock.facts(), "psnr_db": round(10 * math.log10(4.0 / recon_mse), 2),
+            "colours": len(every_colour)}
 
 
 def stage_unet(run: Run) -> dict:

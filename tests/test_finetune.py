@@ -1,0 +1,151 @@
+"""utils.finetune: textual inversion and Dreambooth on a tiny random pipeline of the real classes.
+
+What is checked: only the new token's row changes; saved files reload with diffusers' own loaders
+and give the same images; an interrupted run resumes to exactly the result of an uninterrupted
+one; finished output is never overwritten without asking; a wrong-sized embedding file is refused
+with a message that names both sizes; checkpoints are safetensors and JSON only.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from safetensors.torch import load_file, save_file
+
+from utils import finetune
+from utils.track import tiny_random_pipeline
+
+TOKEN = "<new-colour>"
+STEPS = 6
+
+
+def fresh_pipe():
+    pipe = tiny_random_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def examples(n: int = 3) -> torch.Tensor:
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))  # (n, 3, 32, 32)
+
+
+def images_of(pipe, prompt: str) -> np.ndarray:
+    return pipe(prompt, num_inference_steps=2, output_type="np",
+                generator=torch.Generator().manual_seed(0)).images
+
+
+def train_ti(pipe, out_dir, **kwargs):
+    kwargs = {"steps": STEPS, "lr": 1e-2, "batch_size": 2, "progress": False, **kwargs}
+    return finetune.train_textual_inversion(pipe, examples(), [f"a {TOKEN}"] * 3, TOKEN, "a",
+                                            out_dir, **kwargs)
+
+
+def new_row(pipe) -> torch.Tensor:
+    token_id = pipe.tokenizer.convert_tokens_to_ids(TOKEN)
+    return pipe.text_encoder.get_input_embeddings().weight[token_id].detach().clone()
+
+
+def test_textual_inversion_changes_only_the_new_row_and_reloads(tmp_path):
+    pipe = fresh_pipe()
+    before = pipe.text_encoder.get_input_embeddings().weight.detach().clone()  # (V, D)
+    result = train_ti(pipe, tmp_path / "ti")
+    after = pipe.text_encoder.get_input_embeddings().weight.detach()  # (V + 1, D)
+    assert after.shape == (before.shape[0] + 1, before.shape[1])
+    assert torch.equal(after[:-1], before), "a row other than the new token's changed"
+    init = before[pipe.tokenizer.convert_tokens_to_ids("a</w>")]
+    assert not torch.equal(after[-1], init), "the new row did not learn"
+    assert len(result.losses) == STEPS and result.resumed_from == 0
+    assert not (tmp_path / "ti" / "checkpoint").exists()
+
+    saved = load_file(result.final)  # diffusers' format: {token: (1, D)}
+    assert list(saved) == [TOKEN] and saved[TOKEN].shape == (1, before.shape[1])
+    other = fresh_pipe()
+    other.load_textual_inversion(str(result.final))
+    assert torch.equal(new_row(other), new_row(pipe))
+    assert np.array_equal(images_of(other, f"a {TOKEN}"), images_of(pipe, f"a {TOKEN}"))
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, stop):
+    reference = fresh_pipe()
+    train_ti(reference, tmp_path / "whole")
+
+    def interrupt(step, loss):
+        if step == 5:
+            raise stop("stopped by the test")
+
+    with pytest.raises(stop):
+        train_ti(fresh_pipe(), tmp_path / "parts", checkpoint_every=2, callback=interrupt)
+    state = json.loads((tmp_path / "parts" / "checkpoint" / "state.json").read_text())
+    # KeyboardInterrupt saves where it stopped; a crash leaves the last periodic checkpoint.
+    assert state["step"] == (5 if stop is KeyboardInterrupt else 4)
+    assert {p.suffix for p in (tmp_path / "parts" / "checkpoint").iterdir()} == {".json",
+                                                                                  ".safetensors"}
+    resumed_pipe = fresh_pipe()  # as after a kernel restart
+    resumed = train_ti(resumed_pipe, tmp_path / "parts")
+    assert resumed.resumed_from == state["step"] and len(resumed.losses) == STEPS
+    assert torch.equal(new_row(resumed_pipe), new_row(reference))
+
+
+def test_finished_output_is_not_overwritten_without_asking(tmp_path):
+    train_ti(fresh_pipe(), tmp_path / "run")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        train_ti(fresh_pipe(), tmp_path / "run")
+    assert train_ti(fresh_pipe(), tmp_path / "run", overwrite=True).resumed_from == 0
+    first, second = finetune.new_output_dir("x", tmp_path), finetune.new_output_dir("x", tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    def interrupt(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_ti(fresh_pipe(), tmp_path / "run", callback=interrupt)
+    with pytest.raises(ValueError, match="lr"):
+        train_ti(fresh_pipe(), tmp_path / "run", lr=0.5)
+
+
+def test_a_wrong_sized_embedding_file_names_both_sizes(tmp_path):
+    path = tmp_path / "sd15_concept.safetensors"
+    save_file({"<cat-toy>": torch.zeros(1, 768)}, path)
+    with pytest.raises(ValueError, match=r"width 768.*SD 1\.x.*expects width 32"):
+        finetune.load_embedding(fresh_pipe(), path)
+
+
+def test_add_token_refuses_a_known_word():
+    with pytest.raises(ValueError, match="already a token"):
+        finetune.add_token(fresh_pipe(), "a</w>", "b")
+
+
+def test_dreambooth_with_prior_preservation_saves_and_reloads(tmp_path):
+    pipe = fresh_pipe()
+    original = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    result = finetune.train_dreambooth(
+        pipe, examples(), "a sks", tmp_path / "db", class_images=examples(4) * 0.5,
+        class_prompt="a dog", steps=3, batch_size=2, lr=1e-3, progress=False)
+    assert (result.final / "diffusion_pytorch_model.safetensors").exists()
+    assert any(not torch.equal(v, original[k]) for k, v in pipe.unet.state_dict().items())
+    pipe.save_pretrained(tmp_path / "pipeline")
+    reloaded = StableDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
+    reloaded.set_progress_bar_config(disable=True)
+    assert np.array_equal(images_of(reloaded, "a sks"), images_of(pipe, "a sks"))
+
+
+def test_dreambooth_lora_resumes_and_reloads(tmp_path):
+    def interrupt(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    kwargs = {"steps": 4, "batch_size": 2, "lr": 1e-2, "lora_rank": 2, "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train_dreambooth(fresh_pipe(), examples(), "a sks", tmp_path / "lora",
+                                  callback=interrupt, **kwargs)
+    pipe = fresh_pipe()
+    result = finetune.train_dreambooth(pipe, examples(), "a sks", tmp_path / "lora", **kwargs)
+    assert result.resumed_from == 2 and result.final.name == finetune.LORA_FILE
+    other = fresh_pipe()
+    other.load_lora_weights(tmp_path / "lora")
+    assert np.allclose(images_of(other, "a sks"), images_of(pipe, "a sks"), atol=1e-5)

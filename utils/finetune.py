@@ -1,0 +1,478 @@
+"""Teaching a Stable Diffusion pipeline something new from a few images (lesson 08).
+
+    train_textual_inversion(pipe, images, prompts, token, ...)   learn one new token's embedding
+    train_dreambooth(pipe, images, prompt, ...)                  fine-tune the U-Net (or LoRA) on one subject
+    save_embedding(pipe, token, path) / load_embedding(pipe, path)   diffusers' textual-inversion file
+    new_output_dir(name)                                         a fresh folder: a rerun never overwrites
+    encode_images(pipe, images), diffusion_loss(...)             the pieces every step is made of
+
+Both trainers work on any ``StableDiffusionPipeline`` (MiniSD on a CPU, SD 1.5 on a GPU), use
+``accelerate`` for mixed precision, and keep a resumable checkpoint in ``out_dir/checkpoint``
+(safetensors and JSON, no pickle): call the same function again after an interruption and it goes
+on from there. A folder that holds a finished run is never overwritten unless ``overwrite=True``.
+"""
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+OUTPUT_ROOT = Path(__file__).resolve().parents[1] / "build" / "outputs"
+EMBEDDING_FILE = "learned_embeds.safetensors"  # the name diffusers' training script uses
+LORA_FILE = "pytorch_lora_weights.safetensors"
+# What some text encoders' token embeddings measure, to name the model a wrong-sized file is for.
+KNOWN_WIDTHS = {768: "SD 1.x (CLIP ViT-L/14)", 1024: "SD 2.x (OpenCLIP ViT-H/14)",
+                1280: "SDXL's second text encoder", 64: "MiniSD"}
+
+__all__ = ["OUTPUT_ROOT", "TrainResult", "new_output_dir", "encode_images", "diffusion_loss",
+           "add_token", "train_textual_inversion", "save_embedding", "load_embedding",
+           "check_embedding_file", "train_dreambooth"]
+
+
+@dataclass
+class TrainResult:
+    """What a training call did: every step's loss (resumed runs include the earlier steps)."""
+    out_dir: Path
+    losses: list[float] = field(default_factory=list)
+    resumed_from: int = 0      # the step a checkpoint was found at (0: a fresh start)
+    seconds: float = 0.0       # wall time of this call
+    final: Path | None = None  # the finished artefact: an embedding file, a U-Net or LoRA folder
+
+
+def new_output_dir(name: str, root: str | Path = OUTPUT_ROOT) -> Path:
+    """A new empty folder ``root/name-1`` (or ``-2``, ``-3``, ... if taken): nothing is overwritten."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in count(1):
+        path = root / f"{name}-{i}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+# ---------------------------------------------------------------- the pieces of one training step
+@torch.no_grad()
+def encode_images(pipe, images, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode training images once with the (frozen) VAE.
+
+    Args:
+        images: PIL images, or a float tensor (B, 3, H, W) in [0, 1].
+        size: square side in pixels (default the U-Net's ``sample_size`` x the VAE's factor).
+
+    Returns:
+        ``(mean, std)`` of the latent distribution, each (B, C, h, w), float32 on the pipe's device;
+        a training latent is ``(mean + std * noise) * vae.config.scaling_factor``.
+    """
+    size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    x = pipe.image_processor.preprocess(images, height=size, width=size, resize_mode="crop")
+    x = x.to(pipe.device, pipe.vae.dtype)  # (B, 3, size, size) in [-1, 1]
+    posterior = pipe.vae.encode(x).latent_dist
+    return posterior.mean.float(), posterior.std.float()
+
+
+def _sample_latents(pipe, mean, std, idx, generator) -> torch.Tensor:
+    noise = torch.randn(mean[idx].shape, generator=generator).to(mean.device)
+    return (mean[idx] + std[idx] * noise) * pipe.vae.config.scaling_factor
+
+
+def token_ids(pipe, prompts: list[str]) -> torch.Tensor:
+    """Token ids (B, model_max_length), padded exactly as the pipeline pads them."""
+    return pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                          truncation=True, return_tensors="pt").input_ids.to(pipe.device)
+
+
+def _noise_scheduler(pipe):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipe.scheduler.config)  # cheap: a 1,000-entry schedule
+
+
+def diffusion_loss(pipe, latents: torch.Tensor, text_embeddings: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """The loss Stable Diffusion is trained with: noise the latents to a random timestep and score
+    the U-Net's noise prediction. Returns the mean squared error per image, (B,)."""
+    # A DDPM scheduler on the pipeline's own noise schedule, as diffusers' training scripts use:
+    # its add_noise is exact for any timestep, whatever sampler the pipeline holds (DPM-Solver's
+    # and Euler's map a timestep onto their current sampling schedule instead).
+    scheduler = _noise_scheduler(pipe)
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)  # (B, C, h, w)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),),
+                              generator=generator).to(latents.device)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    noise_pred = pipe.unet(noisy, timesteps, text_embeddings).sample
+    if scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    return F.mse_loss(noise_pred.float(), target.float(), reduction="none").mean((1, 2, 3))
+
+
+# ---------------------------------------------------------------- output folders and checkpoints
+def _start(out_dir, final: Path, overwrite: bool) -> Path:
+    out_dir = Path(out_dir)
+    if final.exists() or (out_dir / "training.json").exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"{out_dir} already holds a finished run ({final.name}). Pass overwrite=True to "
+                "replace it, or train into a new folder (utils.finetune.new_output_dir).")
+        shutil.rmtree(out_dir)
+    elif overwrite and (out_dir / "checkpoint").exists():
+        shutil.rmtree(out_dir / "checkpoint")  # overwrite=True also means: do not resume
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _save_checkpoint(folder: Path, params: dict, optimizer, generator, losses, recipe) -> None:
+    """Trainable tensors, the optimizer's moments and the random state, as safetensors + JSON.
+    Written to a temporary name first, so an interruption while saving keeps the older one."""
+    tensors = {f"param.{name}": p.detach().cpu().contiguous() for name, p in params.items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
+    tensors["generator"] = generator.get_state()
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, tmp / "state.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"step": len(losses), "losses": losses,
+                                                "recipe": recipe}, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _load_checkpoint(folder: Path, params: dict, optimizer, generator, recipe) -> list[float]:
+    info = json.loads((folder / "state.json").read_text())
+    changed = {k: (info["recipe"].get(k), v) for k, v in recipe.items()
+               if k != "steps" and info["recipe"].get(k) != v}
+    if changed:
+        what = ", ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+        raise ValueError(f"The checkpoint in {folder} was made with other settings ({what}). "
+                         "Use the same settings to resume, or pass overwrite=True to start again.")
+    tensors = load_file(folder / "state.safetensors")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[f"param.{name}"])
+    state = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value  # load_state_dict moves it where it goes
+    optimizer.load_state_dict({"state": state,
+                               "param_groups": optimizer.state_dict()["param_groups"]})
+    generator.set_state(tensors["generator"])
+    return info["losses"]
+
+
+def _accelerator(pipe, mixed_precision: str | None):
+    from accelerate import Accelerator
+
+    on_gpu = pipe.device.type == "cuda"
+    if mixed_precision is None:
+        mixed_precision = "fp16" if on_gpu else "no"
+    return Accelerator(mixed_precision=mixed_precision, cpu=not on_gpu)
+
+
+def _fit(step_loss, params: dict, *, steps: int, lr: float, weight_decay: float, out_dir: Path,
+         recipe: dict, generator: torch.Generator, accelerator, checkpoint_every: int,
+         progress: bool, callback, desc: str) -> TrainResult:
+    """The loop both trainers share: AdamW on ``params``, a checkpoint every ``checkpoint_every``
+    steps and on KeyboardInterrupt, resuming from ``out_dir/checkpoint`` when there is one."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+    optimizer = accelerator.prepare(optimizer)
+    checkpoint = out_dir / "checkpoint"
+    losses = []
+    if (checkpoint / "state.json").exists():
+        losses = _load_checkpoint(checkpoint, params, optimizer, generator, recipe)
+        print(f"Resuming from the checkpoint at step {len(losses)} in {checkpoint}.")
+    result = TrainResult(out_dir, losses, resumed_from=len(losses))
+    bar = tqdm(total=steps, initial=len(losses), desc=desc, disable=not progress)
+    try:
+        while len(losses) < steps:
+            with accelerator.autocast():
+                loss = step_loss()
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(list(params.values()), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
+            if checkpoint_every and len(losses) % checkpoint_every == 0 and len(losses) < steps:
+                _save_checkpoint(checkpoint, params, optimizer, generator, losses, recipe)
+            if callback is not None:
+                callback(len(losses), losses[-1])
+    except KeyboardInterrupt:
+        _save_checkpoint(checkpoint, params, optimizer, generator, losses, recipe)
+        print(f"Stopped after step {len(losses)} of {steps}; saved a checkpoint in {checkpoint}. "
+              "Run the same call again to resume.")
+        raise
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _finish(result: TrainResult, final: Path, recipe: dict) -> TrainResult:
+    record = {"recipe": recipe, "steps": len(result.losses), "losses": result.losses,
+              "resumed_from": result.resumed_from, "final": final.name}
+    (result.out_dir / "training.json").write_text(json.dumps(record, indent=1))
+    shutil.rmtree(result.out_dir / "checkpoint", ignore_errors=True)  # the result is saved now
+    result.final = final
+    return result
+
+
+# ---------------------------------------------------------------- textual inversion
+def add_token(pipe, token: str, init_word: str) -> int:
+    """Add ``token`` to the tokenizer, give it a row in the embedding matrix that starts as a copy
+    of ``init_word``'s row, and return its id. A token added before (an earlier, interrupted call)
+    is reused; a word the tokenizer already knows is refused."""
+    tokenizer, text_encoder = pipe.tokenizer, pipe.text_encoder
+    if token in tokenizer.get_added_vocab():
+        return tokenizer.convert_tokens_to_ids(token)
+    if token in tokenizer.get_vocab() or len(tokenizer.tokenize(token)) == 1:
+        raise ValueError(f"token={token!r} is already a token of this tokenizer; pick a new "
+                         "string that is not a word, such as '<my-concept>'.")
+    init = tokenizer.encode(init_word, add_special_tokens=False)
+    if len(init) != 1:
+        raise ValueError(f"init_word={init_word!r} is {len(init)} tokens; pick a single-token word.")
+    tokenizer.add_tokens(token)
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    new_id = tokenizer.convert_tokens_to_ids(token)
+    weight = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[new_id] = weight[init[0]]
+    return new_id
+
+
+class NewTokenVector(nn.Module):
+    """The one trainable vector. A forward hook on the token-embedding layer puts it wherever the
+    new token's id appears, so the embedding matrix itself is never written during training."""
+
+    def __init__(self, token_id: int, init: torch.Tensor):
+        super().__init__()
+        self.token_id = token_id
+        self.vector = nn.Parameter(init.detach().float().clone())  # (D,)
+
+    def hook(self, module, args, output):  # output: (B, T, D) rows looked up for input_ids (B, T)
+        is_new = (args[0] == self.token_id)[..., None]
+        return torch.where(is_new, self.vector.to(output.dtype), output)
+
+
+def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_word: str,
+                            out_dir: str | Path, steps: int = 500, lr: float = 5e-3,
+                            batch_size: int = 8, seed: int = 0, checkpoint_every: int = 100,
+                            mixed_precision: str | None = None, gradient_checkpointing: bool = False,
+                            overwrite: bool = False, progress: bool = True,
+                            callback=None) -> TrainResult:
+    """Learn one new token's embedding from a few captioned images; nothing else changes.
+
+    Args:
+        images: the examples, PIL images or a float tensor (N, 3, H, W) in [0, 1].
+        prompts: N captions that contain ``token``, e.g. "a <purple> three".
+        token, init_word: the new token, and the word whose embedding it starts from.
+        out_dir: where the checkpoint and the final ``learned_embeds.safetensors`` go. A folder
+            with a finished run raises ``FileExistsError`` unless ``overwrite=True``.
+        steps, lr, batch_size, seed: the recipe (AdamW, no weight decay, constant rate).
+        checkpoint_every: steps between checkpoints (one is also saved on KeyboardInterrupt).
+        mixed_precision: accelerate's setting; default "fp16" on CUDA, "no" elsewhere.
+        gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+        callback: called as ``callback(step, loss)`` after every step.
+
+    Returns:
+        A ``TrainResult``; afterwards the pipeline knows ``token`` (its row holds the result).
+    """
+    if len(images) != len(prompts) or not all(token in p for p in prompts):
+        raise ValueError(f"give one prompt per image, each containing {token!r}; got "
+                         f"{len(images)} images and prompts {prompts[:3]}...")
+    out_dir = _start(out_dir, Path(out_dir) / EMBEDDING_FILE, overwrite)
+    token_id = add_token(pipe, token, init_word)
+    embedding = pipe.text_encoder.get_input_embeddings()
+    new = NewTokenVector(token_id, embedding.weight[token_id]).to(pipe.device)
+    recipe = {"kind": "textual_inversion", "token": token, "init_word": init_word,
+              "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+              "images": len(images), "prompts": list(prompts)}
+
+    pipe.unet.requires_grad_(False)
+    pipe.vae.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    if gradient_checkpointing:  # diffusers and transformers only recompute in train mode
+        pipe.unet.enable_gradient_checkpointing()
+        pipe.text_encoder.gradient_checkpointing_enable({"use_reentrant": False})
+        pipe.unet.train()
+        pipe.text_encoder.train()
+    mean, std = encode_images(pipe, images)
+    ids = token_ids(pipe, list(prompts))
+    generator = torch.Generator().manual_seed(seed)
+    accelerator = _accelerator(pipe, mixed_precision)
+
+    def step_loss():
+        idx = torch.randint(0, len(ids), (batch_size,), generator=generator)
+        latents = _sample_latents(pipe, mean, std, idx, generator)
+        text_embeddings = pipe.text_encoder(ids[idx])[0]  # (B, T, D), the new row from `new`
+        return diffusion_loss(pipe, latents, text_embeddings, generator).mean()
+
+    handle = embedding.register_forward_hook(new.hook)
+    try:
+        result = _fit(step_loss, {"vector": new.vector}, steps=steps, lr=lr, weight_decay=0.0,
+                      out_dir=out_dir, recipe=recipe, generator=generator, accelerator=accelerator,
+                      checkpoint_every=checkpoint_every, progress=progress, callback=callback,
+                      desc=f"textual inversion {token}")
+    finally:
+        handle.remove()
+        pipe.unet.eval()
+        pipe.text_encoder.eval()
+    with torch.no_grad():  # the only write to the embedding matrix: the new token's own row
+        embedding.weight[token_id] = new.vector.to(embedding.weight.dtype)
+    save_embedding(pipe, token, out_dir / EMBEDDING_FILE)
+    return _finish(result, out_dir / EMBEDDING_FILE, recipe)
+
+
+def save_embedding(pipe, token: str, path: str | Path, overwrite: bool = False) -> Path:
+    """Save ``token``'s embedding as diffusers saves it: a safetensors file ``{token: (1, D)}``,
+    loadable with ``pipe.load_textual_inversion(path)``. An existing file is kept unless
+    ``overwrite=True``."""
+    token_id = pipe.tokenizer.convert_tokens_to_ids(token)
+    if token not in pipe.tokenizer.get_added_vocab():
+        raise ValueError(f"token={token!r} was not added to this pipeline's tokenizer.")
+    vector = pipe.text_encoder.get_input_embeddings().weight[token_id].detach()
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({token: vector[None].float().cpu().contiguous()}, path, metadata={"format": "pt"})
+    return path
+
+
+def check_embedding_file(pipe, path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a textual-inversion safetensors file and check it fits this pipeline's text encoder.
+
+    Raises a ``ValueError`` naming the file, the width it holds and the width expected (diffusers'
+    own message for this case does not say either)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path.name}: only .safetensors embedding files are read here (no pickle).")
+    tensors = load_file(path)
+    expected = pipe.text_encoder.get_input_embeddings().weight.shape[-1]
+    for name, tensor in tensors.items():
+        width = tensor.shape[-1]
+        if width != expected:
+            given = KNOWN_WIDTHS.get(width, "another model")
+            wanted = KNOWN_WIDTHS.get(expected, "this model")
+            raise ValueError(
+                f"{path.name} holds an embedding of width {width} for {name!r} (shape "
+                f"{tuple(tensor.shape)}; {width} is {given}), but this pipeline's text encoder "
+                f"expects width {expected} ({wanted}). Load an embedding trained for this model.")
+    return tensors
+
+
+def load_embedding(pipe, path: str | Path, token: str | None = None) -> None:
+    """Check the file (``check_embedding_file``), then ``pipe.load_textual_inversion(path)``."""
+    check_embedding_file(pipe, path)
+    pipe.load_textual_inversion(str(path), token=token)
+
+
+# ---------------------------------------------------------------- Dreambooth
+def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_images=None,
+                     class_prompt: str | None = None, prior_weight: float = 1.0,
+                     steps: int = 400, lr: float = 1e-4, batch_size: int = 4, seed: int = 0,
+                     lora_rank: int | None = None, checkpoint_every: int = 100,
+                     mixed_precision: str | None = None, gradient_checkpointing: bool = False,
+                     overwrite: bool = False, progress: bool = True, callback=None) -> TrainResult:
+    """Fine-tune ``pipe.unet`` on a few images of one subject, all captioned ``prompt``.
+
+    Args:
+        images: 3-8 images of the subject (PIL, or a tensor (N, 3, H, W) in [0, 1]).
+        prompt: the instance prompt with a rare token, e.g. "a sks seven".
+        class_images, class_prompt: prior preservation: images the *original* model made for the
+            class prompt ("a seven"); each step also trains on them, weighted by ``prior_weight``,
+            so the class keeps its old meaning. None: no prior preservation.
+        lora_rank: None trains every U-Net weight; a rank trains LoRA adapters (peft) on the
+            attention projections instead, and saves only those.
+        The rest as in ``train_textual_inversion``.
+
+    Returns:
+        A ``TrainResult``; ``final`` is ``out_dir/unet`` (a ``save_pretrained`` folder) or the LoRA
+        file ``out_dir/pytorch_lora_weights.safetensors``. The pipeline holds the trained weights.
+    """
+    if (class_images is None) != (class_prompt is None):
+        raise ValueError("prior preservation needs both class_images and class_prompt (or neither).")
+    final = Path(out_dir) / (LORA_FILE if lora_rank else "unet")
+    out_dir = _start(out_dir, final, overwrite)
+    recipe = {"kind": "dreambooth", "prompt": prompt, "class_prompt": class_prompt,
+              "prior_weight": prior_weight if class_prompt else None, "steps": steps, "lr": lr,
+              "batch_size": batch_size, "seed": seed, "lora_rank": lora_rank,
+              "images": len(images), "class_images": len(class_images) if class_prompt else 0}
+    unet = pipe.unet
+    pipe.vae.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    if lora_rank:
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights="gaussian",
+                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    else:
+        unet.requires_grad_(True)
+    params = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+    for p in params.values():  # trainable weights in fp32 even when the pipeline is fp16
+        p.data = p.data.float()
+    if gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+
+    mean, std = encode_images(pipe, images)
+    with torch.no_grad():  # the text encoder is frozen: encode each prompt once
+        instance_text = pipe.text_encoder(token_ids(pipe, [prompt]))[0]  # (1, T, D)
+        if class_prompt:
+            class_mean, class_std = encode_images(pipe, class_images)
+            class_text = pipe.text_encoder(token_ids(pipe, [class_prompt]))[0]
+    generator = torch.Generator().manual_seed(seed)
+    accelerator = _accelerator(pipe, mixed_precision)
+
+    def step_loss():
+        idx = torch.randint(0, len(mean), (batch_size,), generator=generator)
+        latents = _sample_latents(pipe, mean, std, idx, generator)
+        loss = diffusion_loss(pipe, latents, instance_text.expand(batch_size, -1, -1),
+                              generator).mean()
+        if class_prompt:
+            idx = torch.randint(0, len(class_mean), (batch_size,), generator=generator)
+            latents = _sample_latents(pipe, class_mean, class_std, idx, generator)
+            prior = diffusion_loss(pipe, latents, class_text.expand(batch_size, -1, -1), generator)
+            loss = loss + prior_weight * prior.mean()
+        return loss
+
+    try:
+        result = _fit(step_loss, params, steps=steps, lr=lr, weight_decay=1e-2, out_dir=out_dir,
+                      recipe=recipe, generator=generator, accelerator=accelerator,
+                      checkpoint_every=checkpoint_every, progress=progress, callback=callback,
+                      desc="dreambooth" + (" + prior" if class_prompt else ""))
+    finally:
+        unet.eval()
+        if gradient_checkpointing:
+            unet.disable_gradient_checkpointing()
+    unet.requires_grad_(False)
+    if lora_rank:
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+        StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers,
+                                                  safe_serialization=True)
+    else:
+        unet.save_pretrained(out_dir / "unet", safe_serialization=True)
+    return _finish(result, final, recipe)
