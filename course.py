@@ -157,8 +157,9 @@ def cmd_slides(args) -> int:
     return 1 if failed else 0
 
 
-GALLERY_PROMPTS = ["a red seven", "a thick blue two", "a small green zero"]
-GALLERY_SEEDS = [0, 1, 2, 3]
+GALLERY_PROMPTS = ["a red seven", "a thick blue two", "a small green zero", "a thin orange four",
+                   "a large pink nine", "a cyan 3"]
+GALLERY_SEEDS = [0, 1, 2, 3, 4, 5]
 
 
 def cmd_gallery(args) -> int:

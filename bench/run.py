@@ -279,9 +279,9 @@ def markdown(r: dict) -> str:
         if "skipped" in s:
             lines.append(f"Not run: {s['skipped']}.")
         else:
-            lines += [f"25 steps of {s['scheduler']} with guidance {s['guidance']} (two U-Net "
-                      f"passes a step), {s['device']}, {s['torch_threads']} torch threads, 32x32 "
-                      "images.", "",
+            lines += [f"25 steps of {s['scheduler']} with guidance {s['guidance']} (each step runs "
+                      "the U-Net once on a batch holding the prompt and the empty prompt), "
+                      f"{s['device']}, {s['torch_threads']} torch threads, 32x32 images.", "",
                       "| figure | measured |", "|---|---|",
                       f"| batch 1 | {s['batch1_seconds']:.2f} s per image "
                       f"({s['batch1_images_per_s']:.1f} images/s) |",
