@@ -212,6 +212,21 @@ def test_lesson_images_rejects(call, error, match, broken):
     expect(call, error, match, broken)
 
 
+@pytest.mark.parametrize("call, error, match", [
+    case("unknown track", lambda b: lessons.load_sketch("sd14"), ValueError, "track must be one of"),
+    case("not a string", lambda b: lessons.load_sketch(None), ValueError, "track must be one of"),
+])
+def test_load_sketch_rejects(call, error, match, broken):
+    expect(call, error, match, broken)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    case("not a path", lambda b: lessons.draw_sketches(3), TypeError, "folder must be a folder"),
+])
+def test_draw_sketches_rejects(call, error, match, broken):
+    expect(call, error, match, broken)
+
+
 # --- track and SD 1.5 -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, error, match", [

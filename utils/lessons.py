@@ -1,17 +1,28 @@
-"""Example inputs shared by the component lessons (02 CLIP, 03 VAE, 04 U-Net, 05 schedulers).
+"""Example inputs shared by the lessons.
 
     held_out_digits(n)       coloured MNIST test digits (never trained on) with their labels
     lesson_images(pipe, n)   images to feed the VAE on the pipeline's track, with their captions
+    load_sketch(track)       the rough sketch in assets/sketches that lesson 01 starts image to image from
+    draw_sketches(folder)    the PIL code that drew those sketches (``python -m utils.lessons`` redraws them)
 """
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
-from utils.checks import check_int
+from utils.checks import check_int, check_path
 from utils.data import SUBSET_TEST_PER_CLASS, load_mnist
 from utils.minisd.data import TRAIN_COLOURS, caption, render
 from utils.plotting import to_pil
 
-__all__ = ["held_out_digits", "lesson_images", "SD_PROMPTS"]
+__all__ = ["held_out_digits", "lesson_images", "SD_PROMPTS", "SKETCHES", "load_sketch",
+           "draw_sketches"]
+
+SKETCH_PATH = Path(__file__).resolve().parents[1] / "assets" / "sketches"
+# Per track: the sketch's file, and a prompt that says what the sketch is meant to become.
+SKETCHES = {"sd": ("cottage.png", "a cottage on a green hill under a blue sky, oil painting"),
+            "mini": ("three.png", "a red seven")}
 
 # What the real-SD track draws when a lesson needs pictures (it has no data set at hand).
 SD_PROMPTS = ["a photo of an otter on a rock by a river", "a red fox in the snow, photograph",
@@ -71,3 +82,60 @@ def lesson_images(pipe, n: int = 2, seed: int = 0, steps: int = 25) -> tuple[lis
     generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
     images = text_to_image(prompts, num_inference_steps=steps, generator=generators).images
     return images, prompts
+
+
+def _draw_cottage(size: int = 512) -> Image.Image:
+    """A child's drawing: sky, sun, a green hill, a house with a red roof."""
+    im = Image.new("RGB", (size, size), (135, 190, 235))
+    d = ImageDraw.Draw(im)
+    u = size / 16  # one grid unit
+    d.ellipse([11 * u, 1.5 * u, 14 * u, 4.5 * u], fill=(250, 215, 60))  # the sun
+    d.ellipse([-6 * u, 9 * u, 22 * u, 26 * u], fill=(80, 160, 70))  # the hill
+    d.rectangle([5 * u, 8 * u, 10 * u, 12 * u], fill=(225, 205, 170), outline=(60, 40, 30), width=3)
+    d.polygon([(4.3 * u, 8 * u), (7.5 * u, 5 * u), (10.7 * u, 8 * u)], fill=(180, 50, 40))
+    d.rectangle([6 * u, 10 * u, 7.2 * u, 12 * u], fill=(110, 70, 40))  # the door
+    d.rectangle([8.2 * u, 9 * u, 9.3 * u, 10.1 * u], fill=(240, 240, 200), outline=(60, 40, 30))
+    return im
+
+
+def _draw_three(size: int = 32) -> Image.Image:
+    """A rough green three, drawn four times larger and shrunk, like MiniSD's 32x32 digits."""
+    big = 4 * size
+    im = Image.new("RGB", (big, big), (0, 0, 0))
+    d = ImageDraw.Draw(im)
+    green, w = (40, 200, 60), big // 10
+    d.arc([34, 18, 90, 66], start=200, end=90, fill=green, width=w)  # upper bowl
+    d.arc([30, 58, 94, 112], start=270, end=160, fill=green, width=w)  # lower bowl
+    return im.resize((size, size), Image.LANCZOS)
+
+
+_DRAW = {"cottage.png": _draw_cottage, "three.png": _draw_three}
+
+
+def draw_sketches(folder: str | Path = SKETCH_PATH) -> list[Path]:
+    """Draw every sketch into ``folder`` (PNG); returns the paths written."""
+    folder = check_path("folder", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, draw in _DRAW.items():
+        draw().save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def load_sketch(track: str) -> tuple[Image.Image, str]:
+    """The track's sketch (a PIL image at the track's size) and the prompt it should become."""
+    if not isinstance(track, str) or track not in SKETCHES:
+        raise ValueError(f"track must be one of {sorted(SKETCHES)} (a pipeline's course_track), "
+                         f"got {track!r}.")
+    name, prompt = SKETCHES[track]
+    path = SKETCH_PATH / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; redraw the sketches with "
+                                "`python -m utils.lessons`, or `git checkout -- assets/sketches`.")
+    return Image.open(path).convert("RGB"), prompt
+
+
+if __name__ == "__main__":
+    for written in draw_sketches():
+        print("drew", written)

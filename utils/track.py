@@ -3,6 +3,7 @@
 ``load_pipeline()`` is the one place a lesson gets its pipeline. Same diffusers classes, same
 ``from_pretrained`` code on both tracks; only the folder or hub id differs.
 """
+import json
 import os
 import urllib.error
 import urllib.request
@@ -64,8 +65,7 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
                     f"model={explicit!r} is a folder but holds no model_index.json, so it is not a "
                     "saved pipeline. Pass a folder written by pipe.save_pretrained(...), 'mini' or "
                     "'sd15'.")
-            # A MiniSD folder (ours or a learner's fine-tuned copy) keeps its CLIP beside it.
-            track = "mini" if (folder / "clip" / "config.json").exists() else "sd"
+            track = "mini" if _is_minisd_folder(folder) else "sd"
             return track, str(folder), f"{how} the local folder {folder}"
         # A Hub id is "owner/name"; anything else with a path's shape is a missing folder.
         if source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
@@ -85,6 +85,19 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
     if not hub_reachable():
         return "mini", str(MINISD_PATH), f"{device.type} GPU found but the Hugging Face Hub is unreachable"
     return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
+
+
+def _is_minisd_folder(folder: Path) -> bool:
+    """MiniSD keeps its whole CLIP beside the pipeline; a copy saved with ``save_pretrained`` (a
+    fine-tune) does not, but its text encoder has MiniSD's width."""
+    if (folder / "clip" / "config.json").exists():
+        return True
+    try:
+        width = json.loads((folder / "text_encoder" / "config.json").read_text())["hidden_size"]
+        mini = json.loads((MINISD_PATH / "text_encoder" / "config.json").read_text())["hidden_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return width == mini
 
 
 # Pipeline parts without weights; every other part needs a config.json and a weights file.

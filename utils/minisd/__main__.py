@@ -1,4 +1,5 @@
-"""Command line: ``python -m utils.minisd train --out assets/minisd`` (see ``--help``)."""
+"""Command line: ``python -m utils.minisd train --out assets/minisd`` and ``python -m utils.minisd concepts``
+(see ``--help``)."""
 import argparse
 import sys
 import tempfile
@@ -26,7 +27,17 @@ def main(argv: list[str] | None = None) -> Path:
         p.add_argument(f"--{stage}-minutes", type=float, default=None,
                        help=f"wall-time cap on the {stage} stage (default: none, all its steps)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    c = sub.add_parser("concepts", help="train lesson 01's textual-inversion token and Dreambooth "
+                                        "copy on the shipped MiniSD")
+    c.add_argument("--out", type=Path, default=None,
+                   help="folder to write (default assets/minisd_concepts; a temp folder with --smoke)")
+    c.add_argument("--base", type=Path, default=None, help="MiniSD folder (default assets/minisd)")
+    c.add_argument("--smoke", action="store_true", help="a few steps: checks the code in seconds")
+    c.add_argument("--overwrite", action="store_true", help="replace --out")
+    c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
+    if args.command == "concepts":
+        return _concepts(args, argv)
     minutes = {s: getattr(args, f"{s}_minutes") for s in ("clip", "vae", "decoder", "unet")}
     minutes = {s: m for s, m in minutes.items() if m is not None}
     for stage, m in minutes.items():
@@ -47,6 +58,23 @@ def main(argv: list[str] | None = None) -> Path:
     out = train(out, work, SMOKE if args.smoke else FULL, seed=args.seed, resume=args.resume,
                 overwrite=args.overwrite, minutes=minutes, command=command)
     print(f"MiniSD pipeline written to {out}")
+    return out
+
+
+def _concepts(args, argv) -> Path:
+    from utils.minisd import MINISD_PATH
+    from utils.minisd.concepts import CONCEPTS_PATH, make_concepts
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = args.out or (Path(tempfile.mkdtemp(prefix="concepts-smoke-")) / "concepts" if args.smoke
+                       else CONCEPTS_PATH)
+    command = "python -m utils.minisd " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = make_concepts(out, args.base or MINISD_PATH, smoke=args.smoke, overwrite=args.overwrite,
+                        command=command)
+    print(f"MiniSD concepts written to {out}")
     return out
 
 
