@@ -110,3 +110,44 @@ def test_an_interrupted_training_resumes_where_its_last_checkpoint_left_off(tmp_
     assert len(calls) == 2  # only steps 5 and 6 were trained again
     assert json.loads((work / "checkpoint.json").read_text())["step"] == 6
     assert json.loads((out / "TRAINING.json").read_text())["steps"] == 6
+
+
+def test_an_interrupt_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import utils.score as score
+
+    digits = torch.rand(16, 1, 32, 32) * 2 - 1
+    monkeypatch.setattr(score, "mnist_tensor", lambda split: (digits, torch.zeros(16)))
+    out, work = tmp_path / "denoiser", tmp_path / "work"
+    argv = ["train", "--out", str(out), "--work", str(work), "--steps", "6", "--batch-size", "4",
+            "--checkpoint-every", "2", "--smoke"]
+    saves, real_save = [], torch.save
+
+    def save_that_stops_the_second_time(*args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:  # Ctrl-C while writing step 4's optimizer state
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(score.torch, "save", save_that_stops_the_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    monkeypatch.setattr(score.torch, "save", real_save)
+    assert json.loads((work / "checkpoint.json").read_text())["step"] == 2  # step 2's, whole
+    with pytest.raises(SystemExit, match="--resume to continue"):  # a fresh run would lose it
+        main(argv)
+    main(argv + ["--resume"])
+    assert json.loads((out / "TRAINING.json").read_text())["steps"] == 6
+
+
+def test_a_checkpoint_whose_files_disagree_is_refused(tmp_path, monkeypatch):
+    import utils.score as score
+
+    digits = torch.rand(16, 1, 32, 32) * 2 - 1
+    monkeypatch.setattr(score, "mnist_tensor", lambda split: (digits, torch.zeros(16)))
+    work = tmp_path / "work"
+    argv = ["train", "--out", str(tmp_path / "denoiser"), "--work", str(work), "--steps", "2",
+            "--batch-size", "4", "--checkpoint-every", "2", "--smoke"]
+    main(argv)
+    (work / "checkpoint.json").write_text(json.dumps({"step": 1, "seconds": 0.0}))
+    with pytest.raises(SystemExit, match="disagree"):
+        main(argv + ["--resume", "--overwrite"])

@@ -14,6 +14,7 @@ noise standard deviation in those units (variance exploding: no scaling of ``x``
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .checks import check_int, check_json_file, check_number, check_path, check_safetensors
@@ -191,11 +193,19 @@ def _train_command(args) -> None:
     optimizer = torch.optim.AdamW(denoiser.parameters(), lr=args.lr)
     work.mkdir(parents=True, exist_ok=True)
     checkpoint, start, ema, elapsed = work / "checkpoint.safetensors", 0, None, 0.0
+    if checkpoint.exists() and not (args.resume or args.overwrite):
+        sys.exit(f"{work} holds the checkpoint of an earlier run; pass --resume to continue it, or "
+                 "--overwrite to start again (its progress is then lost), or choose another --work.")
     if args.resume and checkpoint.exists():
         try:
             again = f"Delete {work} and train again without --resume."
             state = load_file(check_safetensors(checkpoint, again))
             meta = check_json_file(work / "checkpoint.json", again)
+            with safe_open(checkpoint, "pt") as f:
+                saved_step = (f.metadata() or {}).get("step")
+            if saved_step is not None and int(saved_step) != meta["step"]:
+                raise OSError(f"{checkpoint} (step {saved_step}) and checkpoint.json (step "
+                              f"{meta['step']}) disagree: saving was interrupted. {again}")
             denoiser.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
             if not (work / "optimizer.pt").is_file():
                 raise FileNotFoundError(f"{work / 'optimizer.pt'} is missing. {again}")
@@ -215,10 +225,16 @@ def _train_command(args) -> None:
             return
         tensors = {f"model.{k}": v.contiguous() for k, v in denoiser.state_dict().items()}
         tensors.update({f"ema.{k}": v.contiguous() for k, v in ema_state.items()})
-        save_file(tensors, checkpoint)
-        torch.save(opt.state_dict(), work / "optimizer.pt")
-        (work / "checkpoint.json").write_text(json.dumps(
+        # Each file is written beside its old self and then swapped in, the step record last, so
+        # an interrupt while saving leaves the previous checkpoint whole.
+        partial = {name: work / f"{name}.partial" for name in
+                   ("checkpoint.safetensors", "optimizer.pt", "checkpoint.json")}
+        save_file(tensors, partial["checkpoint.safetensors"], metadata={"step": str(step)})
+        torch.save(opt.state_dict(), partial["optimizer.pt"])
+        partial["checkpoint.json"].write_text(json.dumps(
             {"step": step, "seconds": elapsed + time.perf_counter() - began}))
+        for name, path in partial.items():
+            os.replace(path, work / name)
 
     remaining = args.steps - start
     if remaining > 0:
