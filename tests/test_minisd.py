@@ -179,6 +179,9 @@ def test_shipped_folder_is_small_safetensors_only():
     assert index["safety_checker"] == [None, None] and index["requires_safety_checker"] is False
     record = json.loads((MINISD_PATH / "TRAINING.json").read_text())
     assert record["seed"] == 0 and "utils.minisd train" in record["command"]
+    # One uninterrupted command made the shipped weights, within the hour the design allows.
+    assert [i["command"] for i in record["invocations"]] == [record["command"]]
+    assert record["total_minutes"] <= 60
 
 
 @pytestmark_shipped

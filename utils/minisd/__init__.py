@@ -1,8 +1,10 @@
 """MiniSD: a tiny Stable Diffusion trained on coloured MNIST, built from the standard classes.
 
-    python -m utils.minisd train --out assets/minisd --threads 1 --clip-minutes 5 \
-        --vae-minutes 10 --decoder-minutes 8 --unet-minutes 60   # the shipped weights (capped)
+    python -m utils.minisd train --out assets/minisd --work build/minisd-train-60 --overwrite \
+        --threads 2 --clip-minutes 11 --vae-minutes 5 --decoder-minutes 3 --unet-minutes 33
+                                        # the shipped weights: one run, 52 minutes on 2 cores
     python -m utils.minisd train --smoke                   # the same recipe, tiny, in seconds
+    python -m utils.minisd concepts --overwrite            # then remake lesson 01's concepts
 Add ``--resume`` to continue an interrupted run (build/minisd-train keeps finished stages and the
 U-Net checkpoint) and ``--overwrite`` to replace an existing output folder. The caps bound each
 stage's wall time, so on a busy CPU fewer steps are done; assets/minisd/TRAINING.json records the
