@@ -168,3 +168,26 @@ def test_energy_distance():
     assert math.isclose(mean_distance(x), torch.cdist(x, x).mean().item(), rel_tol=1e-9)
     floor = energy_distance(x, y)
     assert 0 < floor < energy_distance(x, y + 0.3) and math.isclose(floor, energy_distance(y, x))
+
+
+def _rows(table: dict) -> list[dict]:
+    return [{"sampler": name, "budget": b, "nfe": b, "distance": d}
+            for name, by_budget in table.items() for b, d in by_budget.items()]
+
+
+def test_findings_are_computed_from_the_table():
+    from utils.samplers import findings
+
+    # Two samplers level off together far above the floor: the shared error is named.
+    plateau = findings(_rows({"Euler/DDIM": {4: 9.0, 16: 3.3}, "Heun": {4: 20.0, 16: 3.1},
+                              "heavy ball": {4: 12.0, 16: 6.0}}), floor=0.3)
+    assert plateau[0] == "NFE 4: best is Euler/DDIM (9, 30.0x the noise floor); Euler/DDIM gives 9."
+    shared = [line for line in plateau if line.startswith("At NFE 16")]
+    assert len(shared) == 1 and "Euler/DDIM, Heun are within 10% of the best (3.1" in shared[0]
+    assert "heavy ball never gets within 2x the noise floor (up to NFE 16); it is worse than " \
+           "Euler/DDIM at 2 of the 2 budgets" in " ".join(plateau)
+    # When the best reaches the floor there is no shared error to name.
+    converged = findings(_rows({"Euler/DDIM": {4: 9.0, 16: 0.5}, "Heun": {4: 20.0, 16: 0.5}}),
+                         floor=0.3)
+    assert not any(line.startswith("At NFE") for line in converged)
+    assert "Heun is within 2x the noise floor from NFE 16 on" in " ".join(converged)

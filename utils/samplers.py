@@ -368,6 +368,14 @@ def findings(rows: list[dict], floor: float, baseline: str = "Euler/DDIM") -> li
         best = min(names, key=lambda s: dist[s, b])
         out.append(f"NFE {b}: best is {best} ({dist[best, b]:.3g}, {dist[best, b] / floor:.1f}x "
                    f"the noise floor); {baseline} gives {dist[baseline, b]:.3g}.")
+    last = budgets[-1]
+    top = min(dist[s, last] for s in names)
+    close = [s for s in names if dist[s, last] <= 1.1 * top]
+    if top > 2 * floor and len(close) > 1:
+        out.append(f"At NFE {last} no sampler is within 2x the noise floor, and {', '.join(close)} "
+                   f"are within 10% of the best ({top:.3g}, {top / floor:.1f}x the floor): more "
+                   "evaluations no longer separate them, so what is left is an error they share "
+                   "(with a learned score, the network's own).")
     for name in names:
         reached = [b for b in budgets if dist[name, b] <= 2 * floor]
         line = (f"{name} is within 2x the noise floor from NFE {reached[0]} on" if reached
