@@ -88,6 +88,7 @@ def make_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PAT
 
     from utils import finetune
     from utils.metrics import classify, ink_colour, nearest_distance
+    from utils.minisd.train import _versions
 
     out, base = check_path("out", out), check_path("base", base)
     if not (base / "model_index.json").exists():
@@ -97,7 +98,10 @@ def make_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PAT
         raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it.")
     sizes = SMOKE if smoke else FULL
     names = list(PALETTE)
-    load = lambda: StableDiffusionPipeline.from_pretrained(base, dtype=torch.float32)  # noqa: E731
+
+    def load():
+        return StableDiffusionPipeline.from_pretrained(base, dtype=torch.float32)
+
     started = time.time()
     data = examples(seed)
     work = Path(tempfile.mkdtemp(prefix="minisd-concepts-"))
@@ -166,12 +170,6 @@ def make_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PAT
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _versions() -> dict:
-    from utils.minisd.train import _versions as versions
-
-    return versions()
 
 
 def check_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PATH) -> dict:
