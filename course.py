@@ -9,6 +9,8 @@
     python course.py gallery    draw assets/gallery.png, the README's sample of MiniSD images
     python course.py bench      run the benchmarks (notebook times and memory, MiniSD and SD 1.5
                                 speed) and rewrite bench/REPORT.md
+    python course.py standin    write random stand-ins for the Hub repositories the lessons read
+                                (SD 1.5 and the rest) into a local Hugging Face cache, for offline runs
 """
 import argparse
 import json
@@ -60,6 +62,12 @@ def _pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
 
 
+# The CLIP BPE merges SD 1.5's tokenizer is built from ship in this wheel (MIT licensed). The
+# stand-ins read them from the wheel file; it is never installed (it would pull in torchvision).
+BPE_WHEEL = "open-clip-torch==3.3.0"
+WHEELS = BUILD / "wheels"
+
+
 def install(test: bool) -> None:
     """Install torch (only if missing, so an existing CUDA build stays), then the requirements."""
     try:
@@ -70,6 +78,9 @@ def install(test: bool) -> None:
     if test:  # the exact versions the test suite last passed with
         files += ["-r", str(ROOT / "requirements-test.txt"), "-c", str(ROOT / "constraints.txt")]
     _pip(*files)
+    if test and not list(WHEELS.glob("open_clip_torch-*.whl")):  # for the SD 1.5 stand-in
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", BPE_WHEEL,
+                        "-d", str(WHEELS)], check=True)
 
 
 def cmd_lab(args) -> int:
@@ -207,6 +218,13 @@ def cmd_bench(args) -> int:
     return subprocess.call([sys.executable, str(ROOT / "bench" / "run.py"), *args.bench_args], cwd=ROOT)
 
 
+def cmd_standin(args) -> int:
+    sys.path.insert(0, str(ROOT))
+    from tools.standin import main
+
+    return main(args.standin_args)
+
+
 def _font(size: int):
     from PIL import ImageFont
     try:
@@ -240,9 +258,12 @@ def main(argv=None) -> int:
     bench = sub.add_parser("bench", help="run the benchmarks and rewrite bench/REPORT.md "
                            "(options go to bench/run.py: --quick, --rerun-scripts)")
     bench.set_defaults(func=cmd_bench)
+    standin = sub.add_parser("standin", add_help=False, help="write stand-ins of the lessons' Hub repositories "
+                             "into a local cache (options go to tools/standin.py: --size, --hf-home)")
+    standin.set_defaults(func=cmd_standin)
     args, extra = parser.parse_known_args(argv)
-    args.bench_args = extra
-    if extra and args.command not in ("test", "bench"):
+    args.bench_args = args.standin_args = extra
+    if extra and args.command not in ("test", "bench", "standin"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest_args = extra
     return args.func(args)

@@ -34,3 +34,11 @@ def test_lesson_images_give_pictures_and_captions_on_both_tracks(track):
         assert captions == SD_PROMPTS[:2]
     else:
         assert all(c.startswith("a ") and c.split()[1] in TRAIN_COLOURS for c in captions)
+
+
+def test_the_sketch_comes_at_the_size_asked_for():
+    from utils.lessons import load_sketch
+
+    assert load_sketch("sd")[0].size == (512, 512)
+    sketch, prompt = load_sketch("sd", 64)
+    assert sketch.size == (64, 64) and "cottage" in prompt

@@ -48,3 +48,46 @@ def test_needs_gpu_says_why_it_skips(capsys):
     assert "Skipped on this machine: training SD 1.5" in capsys.readouterr().out
     with pytest.raises(ValueError, match="needs a reason"):
         needs_gpu("  ")
+
+
+def test_course_dtype_sets_the_pipelines_dtype_on_every_device(monkeypatch):
+    import utils.device as device_module
+
+    monkeypatch.setenv("COURSE_DTYPE", "fp16")
+    settings = Settings.from_env()
+    assert settings.dtype == "float16" and "dtype: float16" in str(settings)
+    monkeypatch.setattr(device_module, "SETTINGS", settings)
+    assert get_dtype("cpu") == torch.float16 and get_dtype("cuda") == torch.float16
+    monkeypatch.setenv("COURSE_DTYPE", "int8")
+    with pytest.raises(ValueError, match="COURSE_DTYPE='int8'.*float16, bfloat16 or float32"):
+        Settings.from_env()
+    monkeypatch.setenv("COURSE_DTYPE", "")
+    monkeypatch.setenv("COURSE_SD_TRAIN_STEPS", "ten")
+    with pytest.raises(ValueError, match="COURSE_SD_TRAIN_STEPS='ten'"):
+        Settings.from_env()
+
+
+def test_gpu_cells_run_on_the_cpu_when_asked(monkeypatch, capsys):
+    import utils.device as device_module
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU every such cell runs anyway")
+    monkeypatch.setattr(device_module, "SETTINGS", Settings(gpu_cells=True))
+    assert needs_gpu("training SD 1.5") is True
+    assert "Running without a CUDA GPU (COURSE_GPU_CELLS=1): training SD 1.5" in capsys.readouterr().out
+
+
+def test_tolerance_follows_the_dtype_and_peak_memory_is_nan_on_the_cpu():
+    import math
+
+    from utils.device import peak_memory_gb, reset_peak_memory, tolerance
+
+    assert tolerance(torch.float32) < tolerance(torch.float16) < tolerance(torch.bfloat16)
+    # fp16 keeps 10 bits: one rounding of a number near 4 moves it by up to 2e-3, inside.
+    x = torch.linspace(-4, 4, 1001)
+    assert torch.allclose(x.half().float(), x, atol=tolerance(torch.float16))
+    assert not torch.allclose(x.half().float(), x, atol=tolerance(torch.float32))
+    with pytest.raises(ValueError, match="has no tolerance"):
+        tolerance(torch.int64)
+    reset_peak_memory("cpu")
+    assert math.isnan(peak_memory_gb("cpu"))

@@ -64,6 +64,32 @@ def test_offline_track_loads_a_working_pipeline(capsys, monkeypatch):
 def test_sd15_sizes_match_the_published_parameter_counts():
     # The published sizes of SD 1.5's components; equal counts mean the configs are transcribed right.
     expected = {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
-    assert {name: count_parameters(build_sd15_component(name)) for name in COMPONENTS} == expected
+    assert {name: count_parameters(build_sd15_component(name)) for name in expected} == expected
+    assert set(expected) < set(COMPONENTS)  # and the safety checker, whose count is not published
     with pytest.raises(ValueError, match="name='clip'"):
         build_sd15_component("clip")
+
+
+def test_a_claim_about_trained_weights_is_checked_or_said_to_be_unchecked(capsys):
+    from types import SimpleNamespace
+
+    from utils.track import check_claim
+
+    real = SimpleNamespace(course_stand_in=None, name_or_path="some/model", text_encoder=None)
+    check_claim(real, "two is more than one", 2 > 1)
+    assert "Checked: two is more than one" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="should hold for some/model.*one is more than two"):
+        check_claim(real, "one is more than two", 1 > 2)
+    stand_in = SimpleNamespace(course_stand_in="stable-diffusion-v1-5/stable-diffusion-v1-5")
+    check_claim(stand_in, "one is more than two", 1 > 2)
+    assert "Not checked (random STAND-IN weights): one is more than two" in capsys.readouterr().out
+
+
+def test_sd_model_is_sd15_unless_course_model_names_an_sd_model(monkeypatch, tmp_path):
+    import utils.track as track
+    from utils.settings import Settings
+
+    monkeypatch.setattr(track, "SETTINGS", Settings(model="mini"))
+    assert track.sd_model() == SD15_ID
+    monkeypatch.setattr(track, "SETTINGS", Settings(model="someone/their-sd-model"))
+    assert track.sd_model() == "someone/their-sd-model"

@@ -15,8 +15,8 @@ from .data import load_mnist
 from .device import describe_hardware, get_device, get_dtype, needs_gpu
 from .plotting import make_image_grid, show_images, to_pil
 from .settings import SETTINGS
-from .track import choose_track, hub_reachable, load_pipeline
+from .track import check_claim, choose_track, hub_reachable, load_pipeline
 
 __all__ = ["SETTINGS", "load_mnist", "describe_hardware", "get_device", "get_dtype", "needs_gpu",
-           "make_image_grid", "show_images", "to_pil", "choose_track", "hub_reachable",
-           "load_pipeline"]
+           "make_image_grid", "show_images", "to_pil", "check_claim", "choose_track",
+           "hub_reachable", "load_pipeline"]

@@ -1,8 +1,11 @@
-"""Which device and dtype to compute on, and one line that describes the hardware."""
+"""Which device and dtype to compute on, one line that describes the hardware, and memory peaks."""
+import math
 import os
 import platform
 
 import torch
+
+from .settings import SETTINGS
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -40,9 +43,29 @@ def _as_device(device) -> torch.device:
 
 
 def get_dtype(device: torch.device | str | None = None) -> torch.dtype:
-    """float16 on a GPU (half the memory, tensor cores), float32 on the CPU (fp16 is slow there)."""
+    """float16 on a GPU (half the memory, tensor cores), float32 on the CPU (fp16 is slow there).
+
+    ``COURSE_DTYPE`` (``SETTINGS.dtype``) overrides both: the test suite loads pipelines in float16
+    on the CPU, which is slow but fails on exactly the dtype mistakes a GPU fails on.
+    """
     device = _as_device(device)
+    if SETTINGS.dtype:
+        return getattr(torch, SETTINGS.dtype)
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+# Absolute tolerances for comparing two computations of the same numbers of order 1 (an equality
+# with the library, a formula against a function): a few steps of the dtype's rounding.
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 8e-2}
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """How close two results in ``dtype`` must be to count as equal: 1e-4 in float32, 1e-2 in
+    float16 (10 bits of mantissa), 8e-2 in bfloat16 (7 bits). Use as ``atol=tolerance(x.dtype)``."""
+    if dtype not in TOLERANCE:
+        raise ValueError(f"dtype={dtype!r} has no tolerance: use one of "
+                         f"{', '.join(str(d) for d in TOLERANCE)}.")
+    return TOLERANCE[dtype]
 
 
 def describe_hardware(device: torch.device | str | None = None) -> str:
@@ -63,11 +86,34 @@ def needs_gpu(reason: str) -> bool:
     """True on a CUDA GPU; otherwise print why the cell is skipped and return False.
 
     Use it to guard a cell that cannot run on a CPU: ``if needs_gpu("SD 1.5 in fp16 needs ~4 GB"):``.
-    The test harness lists every such skip, so nothing is skipped silently.
+    The test harness lists every such skip, so nothing is skipped silently. With
+    ``COURSE_GPU_CELLS=1`` the cell runs on this device anyway (the tests do, on a tiny stand-in).
     """
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("needs_gpu needs a reason: say what the cell does and what it needs.")
     if torch.cuda.is_available():
         return True
+    if SETTINGS.gpu_cells:
+        print(f"Running without a CUDA GPU (COURSE_GPU_CELLS=1): {reason.strip()}.")
+        return True
     print(f"Skipped on this machine: {reason.strip()} (needs a CUDA GPU; none found).")
     return False
+
+
+def reset_peak_memory(device: torch.device | str | None = None) -> None:
+    """Start a new peak for ``peak_memory_gb`` (CUDA keeps one; elsewhere nothing to do)."""
+    device = _as_device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gb(device: torch.device | str | None = None) -> float:
+    """The most memory PyTorch's tensors held on ``device`` since ``reset_peak_memory``, in GB
+    (1e9 bytes); NaN on a device that keeps no such count (the CPU, Apple MPS)."""
+    device = _as_device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return math.nan

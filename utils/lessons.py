@@ -123,8 +123,13 @@ def draw_sketches(folder: str | Path = SKETCH_PATH) -> list[Path]:
     return paths
 
 
-def load_sketch(track: str) -> tuple[Image.Image, str]:
-    """The track's sketch (a PIL image at the track's size) and the prompt it should become."""
+def load_sketch(track: str, size: int | None = None) -> tuple[Image.Image, str]:
+    """The track's sketch and the prompt it should become.
+
+    Args:
+        track: ``"sd"`` (a 512x512 cottage) or ``"mini"`` (a 32x32 three): ``pipe.course_track``.
+        size: resize to ``size`` x ``size`` pixels (a pipeline's native size); None keeps it.
+    """
     if not isinstance(track, str) or track not in SKETCHES:
         raise ValueError(f"track must be one of {sorted(SKETCHES)} (a pipeline's course_track), "
                          f"got {track!r}.")
@@ -133,7 +138,10 @@ def load_sketch(track: str) -> tuple[Image.Image, str]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; redraw the sketches with "
                                 "`python -m utils.lessons`, or `git checkout -- assets/sketches`.")
-    return Image.open(path).convert("RGB"), prompt
+    sketch = Image.open(path).convert("RGB")
+    if size is not None and sketch.size != (size, size):
+        sketch = sketch.resize((check_int("size", size), size), Image.LANCZOS)
+    return sketch, prompt
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Stable Diffusion 1.5's architecture from its published configuration values, with no download.
 
 The values below are those of the ``config.json`` files in ``stable-diffusion-v1-5/stable-diffusion-v1-5``
-(unet/, vae/, text_encoder/). Building the models from them on PyTorch's ``meta`` device costs no
+(unet/, vae/, text_encoder/, safety_checker/, scheduler/). Building the models from them on PyTorch's ``meta`` device costs no
 memory, so sizes can be computed on any laptop; ``build_sd15_component`` with ``empty=False``
 gives the real architecture with random weights (for speed and memory measurements).
 """
@@ -28,27 +28,36 @@ TEXT_ENCODER_CONFIG = dict(  # CLIP ViT-L/14's text tower
     num_hidden_layers=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
     bos_token_id=0, eos_token_id=2, pad_token_id=1,
 )
+# The safety checker is a CLIP ViT-L/14 image tower with a projection and 20 concept vectors; of
+# its CLIPConfig only the vision part is ever built.
+SAFETY_CHECKER_VISION_CONFIG = dict(
+    hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24,
+    patch_size=14, image_size=224, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+)
+SAFETY_CHECKER_PROJECTION_DIM = 768
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
     skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1, clip_sample=False,
 )
-COMPONENTS = ("unet", "vae", "text_encoder")
+COMPONENTS = ("unet", "vae", "text_encoder", "safety_checker")
 
 
 def build_sd15_component(name: str, empty: bool = True) -> torch.nn.Module:
-    """SD 1.5's ``unet``, ``vae`` or ``text_encoder`` with random weights.
+    """SD 1.5's ``unet``, ``vae``, ``text_encoder`` or ``safety_checker`` with random weights.
 
     Args:
         name: one of ``COMPONENTS``.
         empty: build on the ``meta`` device (shapes only, no memory) - enough to count parameters.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPTextModel
 
     builders = {
         "unet": lambda: UNet2DConditionModel(**UNET_CONFIG),
         "vae": lambda: AutoencoderKL(**VAE_CONFIG),
         "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER_CONFIG)),
+        "safety_checker": lambda: StableDiffusionSafetyChecker(safety_checker_config()),
     }
     if not isinstance(name, str) or name not in builders:
         raise ValueError(f"name={name!r} is not one of {COMPONENTS}.")
@@ -58,6 +67,16 @@ def build_sd15_component(name: str, empty: bool = True) -> torch.nn.Module:
         with init_empty_weights():
             return builders[name]()
     return builders[name]()
+
+
+def safety_checker_config(vision: dict | None = None, projection_dim: int | None = None):
+    """The ``CLIPConfig`` of SD 1.5's safety checker (``vision`` and ``projection_dim`` replace
+    the published values, for a smaller stand-in)."""
+    from transformers import CLIPConfig
+
+    return CLIPConfig(text_config=dict(TEXT_ENCODER_CONFIG),
+                      vision_config=dict(vision or SAFETY_CHECKER_VISION_CONFIG),
+                      projection_dim=projection_dim or SAFETY_CHECKER_PROJECTION_DIM)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

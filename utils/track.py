@@ -15,6 +15,7 @@ from diffusers import StableDiffusionPipeline
 from .checks import check_int, check_json_file, check_number, check_safetensors
 from .device import _as_device, get_device, get_dtype
 from .minisd import MINISD_PATH  # defined once, beside the package that trains it
+from .hub import revision
 from .settings import SETTINGS
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -87,6 +88,16 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
     return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
 
 
+def sd_model() -> str:
+    """The Stable Diffusion model for cells that need real SD whatever the lesson's track: the
+    model ``COURSE_MODEL`` names when it is an SD one (a Hub id or a local SD folder), else SD 1.5."""
+    if SETTINGS.model:
+        track, source, _ = choose_track(SETTINGS.model)
+        if track == "sd":
+            return source
+    return SD15_ID
+
+
 def _is_minisd_folder(folder: Path) -> bool:
     """MiniSD keeps its whole CLIP beside the pipeline; a copy saved with ``save_pretrained`` (a
     fine-tune) does not, but its text encoder has MiniSD's width."""
@@ -130,13 +141,14 @@ def _check_pipeline_folder(folder: Path, track: str) -> None:
             check_safetensors(file, rebuild)
 
 
-def _load_sd(source: str, pipeline_class, dtype: torch.dtype):
-    kwargs = {"dtype": dtype}
+def _load_sd(source: str, pipeline_class, dtype: torch.dtype, components: dict):
+    kwargs = {"dtype": dtype, **components}
     if Path(source).exists():
         _check_pipeline_folder(Path(source), "sd")
         return pipeline_class.from_pretrained(source, **kwargs)
-    if source == SD15_ID and dtype == torch.float16:
-        kwargs["variant"] = "fp16"  # half the download
+    kwargs["revision"] = revision(source)  # None unless utils.hub pins it
+    if source == SD15_ID and dtype in (torch.float16, torch.bfloat16):
+        kwargs["variant"] = "fp16"  # half the download (bf16 is cast from it)
     try:  # weights already in the local cache load with no network at all
         return pipeline_class.from_pretrained(source, local_files_only=True, **kwargs)
     except (OSError, ValueError):
@@ -153,16 +165,19 @@ def _load_sd(source: str, pipeline_class, dtype: torch.dtype):
 
 def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeline,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                  verbose: bool = True):
+                  verbose: bool = True, **components):
     """Load the lesson's pipeline on the chosen track and print one line saying which and why.
 
     Args:
         model: see ``choose_track`` (None: ``COURSE_MODEL`` or automatic).
         pipeline_class: e.g. ``StableDiffusionImg2ImgPipeline``; default text-to-image.
-        device, dtype: default ``get_device()`` and fp16 on GPUs, fp32 on the CPU.
+        device, dtype: default ``get_device()`` and ``get_dtype()``: fp16 on GPUs, fp32 on the CPU.
+        components: parts to use instead of loading them, as ``from_pretrained`` takes them:
+            ``vae=other.vae`` shares a part already in memory (and skips its download).
 
     Returns:
-        The pipeline, moved to ``device``, with a ``course_track`` attribute: ``"sd"`` or ``"mini"``.
+        The pipeline, moved to ``device``, with a ``course_track`` attribute (``"sd"`` or
+        ``"mini"``) and ``course_stand_in`` (None, or what the random stand-in stands in for).
     """
     _check_pipeline_class(pipeline_class)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -174,7 +189,7 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
     if track == "mini":
         if (Path(source) / "model_index.json").exists():
             _check_pipeline_folder(Path(source), "mini")
-            pipe = pipeline_class.from_pretrained(source, dtype=dtype)
+            pipe = pipeline_class.from_pretrained(source, dtype=dtype, **components)
             what = f"MiniSD ({os.path.relpath(source, REPO_ROOT)})"
         else:
             pipe = tiny_random_pipeline(pipeline_class)
@@ -183,14 +198,40 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
             what = ("a TINY RANDOMLY INITIALISED pipeline (MiniSD is not shipped yet, so images are "
                     "noise-like; the code path is the real one)")
     else:
-        pipe = _load_sd(source, pipeline_class, dtype)
+        pipe = _load_sd(source, pipeline_class, dtype, components)
         what = source
-    pipe = pipe.to(device)
+    pipe.course_stand_in = stand_in(pipe)
+    if pipe.course_stand_in:
+        what = (f"a STAND-IN for {pipe.course_stand_in} with RANDOM weights (not the model: its "
+                "images are noise)")
+    # diffusers warns that fp16 "cannot run" on a CPU: it runs (slowly), and the line below says
+    # which device and dtype were chosen.
+    pipe = pipe.to(device, silence_dtype_warnings=True)
     pipe.set_progress_bar_config(disable=SETTINGS.smoke)
     pipe.course_track = track
     if verbose:
         print(f"Model track: {what} on {device.type}, {str(dtype).replace('torch.', '')} ({reason}).")
     return pipe
+
+
+def stand_in(pipe) -> str | None:
+    """What a random stand-in pipeline stands in for (``python course.py standin`` marks its text
+    encoder's config), or None for a real model."""
+    config = getattr(getattr(pipe, "text_encoder", None), "config", None)
+    return getattr(config, "course_stand_in", None)
+
+
+def check_claim(pipe, claim: str, holds) -> None:
+    """A lesson's check of what trained weights do ("the VAE beats plain resizing"): print that it
+    holds, or raise an AssertionError naming the claim. On a random stand-in (``stand_in(pipe)``)
+    no such claim can hold, so it is printed as not checked instead."""
+    if getattr(pipe, "course_stand_in", None) or stand_in(pipe):
+        print(f"Not checked (random STAND-IN weights): {claim}")
+        return
+    if not bool(holds):
+        raise AssertionError(f"This should hold for {pipe.name_or_path or 'the model'} and did "
+                             f"not: {claim}")
+    print(f"Checked: {claim}")
 
 
 def _check_pipeline_class(pipeline_class) -> None:
