@@ -149,3 +149,67 @@ def test_dreambooth_lora_resumes_and_reloads(tmp_path):
     other = fresh_pipe()
     other.load_lora_weights(tmp_path / "lora")
     assert np.allclose(images_of(other, "a sks"), images_of(pipe, "a sks"), atol=1e-5)
+
+
+def test_class_images_go_through_the_vae_a_few_at_a_time():
+    pipe = fresh_pipe()
+    seen, encode = [], pipe.vae.encode
+
+    def spy(x, *args, **kwargs):
+        seen.append(len(x))
+        return encode(x, *args, **kwargs)
+
+    pipe.vae.encode = spy
+    mean, std = finetune.encode_images(pipe, examples(20), batch_size=8)
+    assert seen == [8, 8, 4] and mean.shape[0] == std.shape[0] == 20
+
+
+def test_training_an_fp16_pipeline_leaves_it_fp16_and_working(tmp_path):
+    """In one process, as in one kernel: textual inversion with gradient checkpointing, then a
+    full Dreambooth fine-tune, on a float16 pipeline (a GPU's dtype, here on the CPU), with
+    deprecations as errors; then a pipeline that needs another precision is refused clearly."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tools.standin import ROOT
+
+    code = textwrap.dedent(f"""
+        import numpy as np, torch
+        from utils.settings import install_strict_warnings
+        install_strict_warnings()
+        from utils import finetune
+        from utils.track import tiny_random_pipeline
+
+        pipe = tiny_random_pipeline().to(dtype=torch.float16)
+        pipe.set_progress_bar_config(disable=True)
+        images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        finetune.train_textual_inversion(pipe, images, ["a <t>"] * 3, "<t>", "a",
+                                         {str(tmp_path / 'ti')!r}, steps=2, batch_size=2,
+                                         gradient_checkpointing=True, progress=False)
+        result = finetune.train_dreambooth(pipe, images, "a sks", {str(tmp_path / 'db')!r},
+                                           steps=2, batch_size=2, progress=False)
+        print("unet", {{p.dtype for p in pipe.unet.parameters()}}, finetune._ACCELERATOR.mixed_precision)
+        out = pipe("a sks <t>", num_inference_steps=2, output_type="np").images
+        print("image", out.shape, bool(np.isfinite(out).all()))
+        try:
+            finetune.train_dreambooth(tiny_random_pipeline(), images, "a sks",
+                                      {str(tmp_path / 'db32')!r}, steps=1, progress=False)
+        except RuntimeError as err:
+            print("refused:", err)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "unet {torch.float16} fp16" in done.stdout
+    assert "image (1, 32, 32, 3) True" in done.stdout
+    assert "refused: This kernel already trained with mixed precision 'fp16'" in done.stdout
+    assert "Restart the kernel" in done.stdout
+
+
+def test_a_second_trainer_call_reuses_the_process_accelerator(tmp_path):
+    first = train_ti(fresh_pipe(), tmp_path / "a")
+    made = finetune._ACCELERATOR
+    finetune.train_dreambooth(fresh_pipe(), examples(), "a sks", tmp_path / "b", steps=1,
+                              batch_size=2, progress=False)
+    assert finetune._ACCELERATOR is made and first.final.exists()

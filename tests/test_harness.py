@@ -98,7 +98,9 @@ def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
     """One pytest-in-pytest run: nbval with the course's plugin over four small notebooks."""
     notebooks = {
         "good": _lesson("print('hello')", "print(2 + 2)", FIGURE),
-        "raises": _lesson("print('hello')", "raise ValueError('broken lesson')", FIGURE),
+        # get_dtype(...) makes the mini-fp16 configuration apply to it too
+        "raises": _lesson("from utils import get_dtype\nprint(get_dtype())",
+                          "raise ValueError('broken lesson')", FIGURE),
         "deprecated": _lesson("print('hello')", DEPRECATED, FIGURE),
         "nothing": _lesson("x = 1", "y = 2"),
     }
@@ -108,6 +110,7 @@ def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.nbharness", "--nbval-lax", "-p", "no:cacheprovider",
+         "--notebook-configs", "mini-fp32,mini-fp16",
          "--rootdir", str(tmp_path), "-c", os.devnull, f"--junitxml={report}", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
@@ -120,6 +123,20 @@ def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
             notebook = case.get("classname", "").split(".ipynb")[0]
             failed.setdefault(notebook, []).append((problem.get("message") or "") + (problem.text or ""))
     assert "good" not in failed, failed.get("good")
-    assert any("broken lesson" in m for m in failed.get("raises", [])), failed
+    assert sum("broken lesson" in m for m in failed.get("raises", [])) == 2, failed  # both configs
     assert any("FutureWarning" in m and "callback" in m for m in failed.get("deprecated", [])), failed
     assert any("did too little" in m for m in failed.get("nothing", [])), failed
+
+
+def test_each_configuration_runs_the_notebooks_it_can_change():
+    from tests.nbharness import CONFIGS, applies
+
+    assert applies("mini-fp32", "x = 1")  # nbval's own run: every notebook
+    assert applies("sd15-fp16", "pipe = load_pipeline()") and not applies("sd15-fp16", "x = 1")
+    assert applies("mini-fp16", "dtype = get_dtype(device)")
+    assert applies("sd-folder", "if needs_hub(repo):") and not applies("sd-folder", "load_pipeline()")
+    lessons = {p.name: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]
+                                 if c["cell_type"] == "code")
+               for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    on_sd = [name for name, code in lessons.items() if applies("sd15-fp16", code)]
+    assert len(on_sd) >= 7 and "01_pipelines.ipynb" in on_sd and set(CONFIGS) >= {"sd15-fp16"}

@@ -6,11 +6,14 @@
     new_output_dir(name)                                         a fresh folder: a rerun never overwrites
     encode_images(pipe, images), diffusion_loss(...)             the pieces every step is made of
 
-Both trainers work on any ``StableDiffusionPipeline`` (MiniSD on a CPU, SD 1.5 on a GPU), use
-``accelerate`` for mixed precision, and keep a resumable checkpoint in ``out_dir/checkpoint``
-(safetensors and JSON, no pickle): call the same function again after an interruption and it goes
-on from there. A folder that holds a finished run is never overwritten unless ``overwrite=True``.
+Both trainers work on any ``StableDiffusionPipeline`` (MiniSD on a CPU, SD 1.5 on a GPU), in any
+dtype: trained weights are kept in fp32 while they learn and given back in the pipeline's dtype, and
+``accelerate`` runs the steps in the pipeline's precision (fp16 mixed precision on a GPU). They keep
+a resumable checkpoint in ``out_dir/checkpoint`` (safetensors and JSON, no pickle): call the same
+function again after an interruption and it goes on from there. A folder that holds a finished run
+is never overwritten unless ``overwrite=True``.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -62,8 +65,9 @@ def new_output_dir(name: str, root: str | Path = OUTPUT_ROOT) -> Path:
 
 # ---------------------------------------------------------------- the pieces of one training step
 @torch.no_grad()
-def encode_images(pipe, images, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode training images once with the (frozen) VAE.
+def encode_images(pipe, images, size: int | None = None,
+                  batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode training images once with the (frozen) VAE, ``batch_size`` at a time.
 
     Args:
         images: PIL images, or a float tensor (B, 3, H, W) in [0, 1].
@@ -75,9 +79,12 @@ def encode_images(pipe, images, size: int | None = None) -> tuple[torch.Tensor, 
     """
     size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
     x = pipe.image_processor.preprocess(images, height=size, width=size, resize_mode="crop")
-    x = x.to(pipe.device, pipe.vae.dtype)  # (B, 3, size, size) in [-1, 1]
-    posterior = pipe.vae.encode(x).latent_dist
-    return posterior.mean.float(), posterior.std.float()
+    means, stds = [], []
+    for chunk in x.split(batch_size):  # a few at a time: 50 images at 512x512 at once need ~15 GB
+        posterior = pipe.vae.encode(chunk.to(pipe.device, pipe.vae.dtype)).latent_dist
+        means.append(posterior.mean.float())
+        stds.append(posterior.std.float())
+    return torch.cat(means), torch.cat(stds)
 
 
 def _sample_latents(pipe, mean, std, idx, generator) -> torch.Tensor:
@@ -173,17 +180,78 @@ def _load_checkpoint(folder: Path, params: dict, optimizer, generator, recipe) -
     return info["losses"]
 
 
+_ACCELERATOR = None  # accelerate keeps one state per process: one Accelerator, made once
+
+
+def precision_for(pipe) -> str:
+    """accelerate's mixed precision for training on ``pipe``: its own half dtype ("fp16" or
+    "bf16") when it was loaded in one, "fp16" for an fp32 pipeline on a GPU, else "no"."""
+    dtype = pipe.unet.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        return "fp16" if dtype == torch.float16 else "bf16"
+    return "fp16" if pipe.device.type == "cuda" else "no"
+
+
 def _accelerator(pipe, mixed_precision: str | None):
+    """This process's ``Accelerator``, made on the first call. accelerate cannot change its mixed
+    precision or device within a process, so a later call that needs others is refused clearly."""
     from accelerate import Accelerator
 
+    global _ACCELERATOR
+    wanted = mixed_precision or precision_for(pipe)
     on_gpu = pipe.device.type == "cuda"
-    if mixed_precision is None:
-        mixed_precision = "fp16" if on_gpu else "no"
-    return Accelerator(mixed_precision=mixed_precision, cpu=not on_gpu)
+    if _ACCELERATOR is None:
+        _ACCELERATOR = Accelerator(mixed_precision=wanted, cpu=not on_gpu)
+    made = _ACCELERATOR
+    if made.mixed_precision != wanted or (made.device.type == "cuda") != on_gpu:
+        raise RuntimeError(
+            f"This kernel already trained with mixed precision {made.mixed_precision!r} on "
+            f"{made.device.type}; this pipeline needs {wanted!r} on {pipe.device.type}, and "
+            "accelerate allows one setting per process. Restart the kernel, or load every "
+            "pipeline you train with the same device and dtype.")
+    return made
+
+
+def _autocast(accelerator, pipe):
+    """A context factory for the forward pass's precision: accelerate's autocast where it has one
+    (fp16 on a GPU); on a CPU with a half-precision pipeline, torch's own autocast, so fp32 trained
+    weights meet fp16 activations there exactly as they do on a GPU. Call it before the trained
+    weights are made fp32: it reads the pipeline's dtype."""
+    dtype, device = pipe.unet.dtype, pipe.device.type
+    if accelerator.native_amp:
+        return accelerator.autocast
+    if dtype in (torch.float16, torch.bfloat16):
+        return lambda: torch.autocast(device, dtype=dtype)
+    return contextlib.nullcontext
+
+
+def _capped(pipe, steps: int) -> int:
+    """``steps``, or the cap ``COURSE_SD_TRAIN_STEPS`` puts on SD-track runs (the GPU check)."""
+    from .settings import SETTINGS
+
+    cap = SETTINGS.sd_train_steps
+    if cap and getattr(pipe, "course_track", None) == "sd" and steps > cap:
+        print(f"Training {cap} steps instead of {steps} (COURSE_SD_TRAIN_STEPS={cap}).")
+        return cap
+    return steps
+
+
+@contextlib.contextmanager
+def _trained_in_fp32(params: dict):
+    """Trained weights learn in fp32 (an fp16 weight cannot take a small step); afterwards they go
+    back to the dtype the pipeline holds, so it generates as before."""
+    dtypes = {name: p.dtype for name, p in params.items()}
+    for p in params.values():
+        p.data = p.data.float()
+    try:
+        yield
+    finally:
+        for name, p in params.items():
+            p.data = p.data.to(dtypes[name])
 
 
 def _fit(step_loss, params: dict, *, steps: int, lr: float, weight_decay: float, out_dir: Path,
-         recipe: dict, generator: torch.Generator, accelerator, checkpoint_every: int,
+         recipe: dict, generator: torch.Generator, accelerator, autocast, checkpoint_every: int,
          progress: bool, callback, desc: str) -> TrainResult:
     """The loop both trainers share: AdamW on ``params``, a checkpoint every ``checkpoint_every``
     steps and on KeyboardInterrupt, resuming from ``out_dir/checkpoint`` when there is one."""
@@ -201,7 +269,7 @@ def _fit(step_loss, params: dict, *, steps: int, lr: float, weight_decay: float,
     bar = tqdm(total=steps, initial=len(losses), desc=desc, disable=not progress)
     try:
         while len(losses) < steps:
-            with accelerator.autocast():
+            with autocast():
                 loss = step_loss()
             accelerator.backward(loss)
             if accelerator.sync_gradients:
@@ -298,6 +366,7 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
     if len(images) != len(prompts) or not all(token in p for p in prompts):
         raise ValueError(f"give one prompt per image, each containing {token!r}; got "
                          f"{len(images)} images and prompts {prompts[:3]}...")
+    steps = _capped(pipe, steps)
     out_dir = _start(out_dir, Path(out_dir) / EMBEDDING_FILE, overwrite)
     token_id = add_token(pipe, token, init_word)
     embedding = pipe.text_encoder.get_input_embeddings()
@@ -311,7 +380,10 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
     pipe.text_encoder.requires_grad_(False)
     if gradient_checkpointing:  # diffusers and transformers only recompute in train mode
         pipe.unet.enable_gradient_checkpointing()
-        pipe.text_encoder.gradient_checkpointing_enable({"use_reentrant": False})
+        text_checkpointing = getattr(pipe.text_encoder, "activation_checkpointing_enable", None)
+        if text_checkpointing is None:  # transformers before the rename
+            text_checkpointing = pipe.text_encoder.gradient_checkpointing_enable
+        text_checkpointing({"use_reentrant": False})
         pipe.unet.train()
         pipe.text_encoder.train()
     mean, std = encode_images(pipe, images)
@@ -329,12 +401,15 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
     try:
         result = _fit(step_loss, {"vector": new.vector}, steps=steps, lr=lr, weight_decay=0.0,
                       out_dir=out_dir, recipe=recipe, generator=generator, accelerator=accelerator,
+                      autocast=_autocast(accelerator, pipe),
                       checkpoint_every=checkpoint_every, progress=progress, callback=callback,
                       desc=f"textual inversion {token}")
     finally:
         handle.remove()
         pipe.unet.eval()
         pipe.text_encoder.eval()
+        if gradient_checkpointing:
+            pipe.unet.disable_gradient_checkpointing()
     with torch.no_grad():  # the only write to the embedding matrix: the new token's own row
         embedding.weight[token_id] = new.vector.to(embedding.weight.dtype)
     save_embedding(pipe, token, out_dir / EMBEDDING_FILE)
@@ -410,6 +485,7 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
     """
     if (class_images is None) != (class_prompt is None):
         raise ValueError("prior preservation needs both class_images and class_prompt (or neither).")
+    steps = _capped(pipe, steps)
     final = Path(out_dir) / (LORA_FILE if lora_rank else "unet")
     out_dir = _start(out_dir, final, overwrite)
     recipe = {"kind": "dreambooth", "prompt": prompt, "class_prompt": class_prompt,
@@ -428,8 +504,6 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
     else:
         unet.requires_grad_(True)
     params = {name: p for name, p in unet.named_parameters() if p.requires_grad}
-    for p in params.values():  # trainable weights in fp32 even when the pipeline is fp16
-        p.data = p.data.float()
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
@@ -442,6 +516,7 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
             class_text = pipe.text_encoder(token_ids(pipe, [class_prompt]))[0]
     generator = torch.Generator().manual_seed(seed)
     accelerator = _accelerator(pipe, mixed_precision)
+    autocast = _autocast(accelerator, pipe)
 
     def step_loss():
         idx = torch.randint(0, len(mean), (batch_size,), generator=generator)
@@ -455,24 +530,26 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
             loss = loss + prior_weight * prior.mean()
         return loss
 
-    try:
-        result = _fit(step_loss, params, steps=steps, lr=lr, weight_decay=1e-2, out_dir=out_dir,
-                      recipe=recipe, generator=generator, accelerator=accelerator,
-                      checkpoint_every=checkpoint_every, progress=progress, callback=callback,
-                      desc="dreambooth" + (" + prior" if class_prompt else ""))
-    finally:
-        unet.eval()
-        if gradient_checkpointing:
-            unet.disable_gradient_checkpointing()
-    unet.requires_grad_(False)
-    if lora_rank:
-        from diffusers import StableDiffusionPipeline
-        from diffusers.utils import convert_state_dict_to_diffusers
-        from peft.utils import get_peft_model_state_dict
+    with _trained_in_fp32(params):
+        try:
+            result = _fit(step_loss, params, steps=steps, lr=lr, weight_decay=1e-2,
+                          out_dir=out_dir, recipe=recipe, generator=generator,
+                          accelerator=accelerator, autocast=autocast,
+                          checkpoint_every=checkpoint_every, progress=progress,
+                          callback=callback, desc="dreambooth" + (" + prior" if class_prompt else ""))
+        finally:
+            unet.eval()
+            if gradient_checkpointing:
+                unet.disable_gradient_checkpointing()
+        unet.requires_grad_(False)
+        if lora_rank:  # saved in fp32, the precision they were trained in
+            from diffusers import StableDiffusionPipeline
+            from diffusers.utils import convert_state_dict_to_diffusers
+            from peft.utils import get_peft_model_state_dict
 
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-        StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers,
-                                                  safe_serialization=True)
-    else:
-        unet.save_pretrained(out_dir / "unet", safe_serialization=True)
+            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+            StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers,
+                                                      safe_serialization=True)
+        else:
+            unet.save_pretrained(out_dir / "unet", safe_serialization=True)
     return _finish(result, final, recipe)
