@@ -11,6 +11,9 @@
                                 speed) and rewrite bench/REPORT.md
     python course.py standin    write random stand-ins for the Hub repositories the lessons read
                                 (SD 1.5 and the rest) into a local Hugging Face cache, for offline runs
+    python course.py gpu-check  on a CUDA GPU with no network: every lesson in full mode on SD 1.5's
+                                track (full-size stand-in) and on MiniSD in fp16, time and peak GPU
+                                memory per lesson into bench/REPORT.md
 """
 import argparse
 import json
@@ -96,7 +99,7 @@ def cmd_test(args) -> int:
 def cmd_execute(args) -> int:
     """Execute notebooks headless (full mode unless --smoke), keep the executed copies, time them."""
     sys.path.insert(0, str(ROOT))
-    from tests.harness import execute_notebook
+    from tools.notebooks import execute_notebook
 
     out_dir = BUILD / ("executed-smoke" if args.smoke else "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +228,13 @@ def cmd_standin(args) -> int:
     return main(args.standin_args)
 
 
+def cmd_gpu_check(args) -> int:
+    sys.path.insert(0, str(ROOT))
+    from tools.gpu_check import main
+
+    return main(args.standin_args)
+
+
 def _font(size: int):
     from PIL import ImageFont
     try:
@@ -261,9 +271,12 @@ def main(argv=None) -> int:
     standin = sub.add_parser("standin", add_help=False, help="write stand-ins of the lessons' Hub repositories "
                              "into a local cache (options go to tools/standin.py: --size, --hf-home)")
     standin.set_defaults(func=cmd_standin)
+    gpu = sub.add_parser("gpu-check", add_help=False, help="every lesson on a CUDA GPU, offline, "
+                         "with time and peak memory into bench/REPORT.md (options: --help)")
+    gpu.set_defaults(func=cmd_gpu_check)
     args, extra = parser.parse_known_args(argv)
     args.bench_args = args.standin_args = extra
-    if extra and args.command not in ("test", "bench", "standin"):
+    if extra and args.command not in ("test", "bench", "standin", "gpu-check"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest_args = extra
     return args.func(args)

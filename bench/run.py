@@ -68,7 +68,7 @@ def machine() -> dict:
 
 def notebooks(smoke: bool) -> list[dict]:
     from course import notebook_paths
-    from tests.harness import execute_notebook
+    from tools.notebooks import execute_notebook
 
     out_dir = ROOT / "build" / ("executed-smoke" if smoke else "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def sd15_gpu_pipeline(repeats: int = 2) -> dict:
     results = {}
     for mode in ("plain", "attention_slicing", "model_cpu_offload"):
         pipe = StableDiffusionPipeline(**parts, tokenizer=tokenizer,
-                                       scheduler=PNDMScheduler(**SCHEDULER_CONFIG),
+                                       scheduler=PNDMScheduler.from_config(SCHEDULER_CONFIG),
                                        safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
@@ -313,6 +313,11 @@ def markdown(r: dict) -> str:
             lines.append("| GPU | fp16 pipeline, attention slicing, CPU offload | not run: no CUDA "
                          "GPU on this machine |")
         lines.append("")
+    gpu_check = BENCH / "gpu_check.json"  # written by python course.py gpu-check, kept here
+    if gpu_check.exists():
+        from tools.gpu_check import section
+
+        lines += section(json.loads(gpu_check.read_text())).splitlines() + [""]
     lines += ["## Quality and sampler reports", "",
               "Each is written by its own script; re-measure with `python course.py bench "
               "--rerun-scripts` or the command shown.", ""]

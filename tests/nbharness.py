@@ -9,12 +9,12 @@ takes (SD 1.5 in fp16) fails here rather than in class.
 """
 import os
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from nbval.plugin import IPyNbCell, IPyNbFile
 
-from tests.harness import ROOT, kernel_env, outcome_problems, skipped_cells
+from tools.notebooks import (TRACK_CALLS, kernel_env, outcome_problems,
+                             skipped_cells)
 
 _seconds = defaultdict(float)
 _skips = {}
@@ -24,7 +24,6 @@ _skips = {}
 # "sd15-fp16" is a Colab learner's track on the tiny SD 1.5 stand-in (python course.py standin),
 # with the cells that need a GPU run too; "sd-folder" is a local SD-shaped folder with an empty
 # Hub cache and no network, where cells that need a Hub repository must skip and say why.
-TRACK_CALLS = ("load_pipeline(", "get_dtype(", "needs_gpu(")
 CONFIGS = {
     "mini-fp32": ("MiniSD in float32, as on a CPU", {}, ()),
     "mini-fp16": ("MiniSD in float16, a GPU's dtype, on the CPU",
@@ -74,9 +73,8 @@ def _stand_in_env(name: str) -> dict:
         env = {k: {"<stand-in>": str(home), "<stand-in folder>": str(folder)}.get(v, v)
                for k, v in env.items()}
     if env.get("HF_HOME") == "<empty>":
-        empty = ROOT / "build" / "empty-hf-home"
-        empty.mkdir(parents=True, exist_ok=True)
-        env["HF_HOME"] = str(empty)
+        standin.EMPTY_HOME.mkdir(parents=True, exist_ok=True)
+        env["HF_HOME"] = str(standin.EMPTY_HOME)
     return env
 
 

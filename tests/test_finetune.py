@@ -213,3 +213,16 @@ def test_a_second_trainer_call_reuses_the_process_accelerator(tmp_path):
     finetune.train_dreambooth(fresh_pipe(), examples(), "a sks", tmp_path / "b", steps=1,
                               batch_size=2, progress=False)
     assert finetune._ACCELERATOR is made and first.final.exists()
+
+
+def test_sd_track_training_is_capped_only_when_asked(tmp_path, monkeypatch, capsys):
+    import utils.settings as settings
+
+    monkeypatch.setattr(settings, "SETTINGS", settings.Settings(sd_train_steps=2))
+    pipe = fresh_pipe()
+    pipe.course_track = "sd"
+    assert len(train_ti(pipe, tmp_path / "sd").losses) == 2
+    assert "Training 2 steps instead of 6 (COURSE_SD_TRAIN_STEPS=2)" in capsys.readouterr().out
+    mini = fresh_pipe()
+    mini.course_track = "mini"  # MiniSD's runs are never capped
+    assert len(train_ti(mini, tmp_path / "mini").losses) == STEPS

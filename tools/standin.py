@@ -39,6 +39,9 @@ DATASETS = {"diffusers/cat_toy_example": "toy", "diffusers/dog-example": "dog"}
 BUILD_VERSION = 1  # bump when what is written changes, so a cached tiny stand-in is rebuilt
 
 
+EMPTY_HOME = ROOT / "build" / "empty-hf-home"  # a Hub cache with nothing in it: "never downloaded"
+
+
 def default_home(size: str) -> Path:
     return ROOT / "build" / f"standin-{size}"
 

@@ -7,6 +7,8 @@ import torch
 
 from .settings import SETTINGS
 
+SKIP_MARK = "Skipped on this machine:"  # what a skipped cell prints; the test harness lists them
+
 
 def get_device(prefer: str | None = None) -> torch.device:
     """The best available device: CUDA, then Apple MPS, then CPU.
@@ -96,7 +98,7 @@ def needs_gpu(reason: str) -> bool:
     if SETTINGS.gpu_cells:
         print(f"Running without a CUDA GPU (COURSE_GPU_CELLS=1): {reason.strip()}.")
         return True
-    print(f"Skipped on this machine: {reason.strip()} (needs a CUDA GPU; none found).")
+    print(f"{SKIP_MARK} {reason.strip()} (needs a CUDA GPU; none found).")
     return False
 
 
