@@ -75,12 +75,13 @@ def test_a_claim_about_trained_weights_is_checked_or_said_to_be_unchecked(capsys
 
     from utils.track import check_claim
 
-    real = SimpleNamespace(course_stand_in=None, name_or_path="some/model", text_encoder=None)
+    real = SimpleNamespace(name_or_path="some/model", text_encoder=None)
     check_claim(real, "two is more than one", 2 > 1)
     assert "Checked: two is more than one" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="should hold for some/model.*one is more than two"):
         check_claim(real, "one is more than two", 1 > 2)
-    stand_in = SimpleNamespace(course_stand_in="stable-diffusion-v1-5/stable-diffusion-v1-5")
+    config = SimpleNamespace(course_stand_in="stable-diffusion-v1-5/stable-diffusion-v1-5")
+    stand_in = SimpleNamespace(text_encoder=SimpleNamespace(config=config))
     check_claim(stand_in, "one is more than two", 1 > 2)
     assert "Not checked (random STAND-IN weights): one is more than two" in capsys.readouterr().out
 

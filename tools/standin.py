@@ -30,7 +30,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 WHEELS = ROOT / "build" / "wheels"  # where .ci/run and the GPU check put the wheels they bring
 SIZES = ("tiny", "full")
-MARK = "course_stand_in"  # an attribute of the text encoder's config: load_pipeline reads it
 BPE_FILE = "open_clip/bpe_simple_vocab_16e6.txt.gz"
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 CONCEPT = "sd-concepts-library/cat-toy"
@@ -167,12 +166,13 @@ def write_pipeline(folder: Path, size: str, seed: int, what: str, fp16: bool = T
     from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
 
     from utils.sd15 import safety_checker_config
+    from utils.track import STAND_IN_MARK  # load_pipeline reads it and says STAND-IN
 
     cfg = configs(size)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     text_config = CLIPTextConfig(**cfg["text_encoder"])
-    setattr(text_config, MARK, what)
+    setattr(text_config, STAND_IN_MARK, what)
     _transformers_part(CLIPTextModel(text_config).eval(), folder / "text_encoder", fp16,
                        prefix="text_model.")
     _diffusers_part(UNet2DConditionModel(**cfg["unet"]), folder / "unet", fp16)

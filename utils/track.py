@@ -19,6 +19,7 @@ from .hub import revision
 from .settings import SETTINGS
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+STAND_IN_MARK = "course_stand_in"  # set in a stand-in's text-encoder config: what it stands in for
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _ALIASES = {"mini": "mini", "minisd": "mini", "sd15": SD15_ID, "sd": SD15_ID}
 
@@ -176,8 +177,7 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
             ``vae=other.vae`` shares a part already in memory (and skips its download).
 
     Returns:
-        The pipeline, moved to ``device``, with a ``course_track`` attribute (``"sd"`` or
-        ``"mini"``) and ``course_stand_in`` (None, or what the random stand-in stands in for).
+        The pipeline, moved to ``device``, with a ``course_track`` attribute: ``"sd"`` or ``"mini"``.
     """
     _check_pipeline_class(pipeline_class)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -200,9 +200,8 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
     else:
         pipe = _load_sd(source, pipeline_class, dtype, components)
         what = source
-    pipe.course_stand_in = stand_in(pipe)
-    if pipe.course_stand_in:
-        what = (f"a STAND-IN for {pipe.course_stand_in} with RANDOM weights (not the model: its "
+    if stand_in(pipe):
+        what = (f"a STAND-IN for {stand_in(pipe)} with RANDOM weights (not the model: its "
                 "images are noise)")
     # diffusers warns that fp16 "cannot run" on a CPU: it runs (slowly), and the line below says
     # which device and dtype were chosen.
@@ -218,14 +217,14 @@ def stand_in(pipe) -> str | None:
     """What a random stand-in pipeline stands in for (``python course.py standin`` marks its text
     encoder's config), or None for a real model."""
     config = getattr(getattr(pipe, "text_encoder", None), "config", None)
-    return getattr(config, "course_stand_in", None)
+    return getattr(config, STAND_IN_MARK, None)
 
 
 def check_claim(pipe, claim: str, holds) -> None:
     """A lesson's check of what trained weights do ("the VAE beats plain resizing"): print that it
     holds, or raise an AssertionError naming the claim. On a random stand-in (``stand_in(pipe)``)
     no such claim can hold, so it is printed as not checked instead."""
-    if getattr(pipe, "course_stand_in", None) or stand_in(pipe):
+    if stand_in(pipe):
         print(f"Not checked (random STAND-IN weights): {claim}")
         return
     if not bool(holds):
