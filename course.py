@@ -14,6 +14,8 @@
     python course.py gpu-check  on a CUDA GPU with no network: every lesson in full mode on SD 1.5's
                                 track (full-size stand-in) and on MiniSD in fp16, time and peak GPU
                                 memory per lesson into bench/REPORT.md
+    python course.py pin-revisions   where the Hugging Face Hub is reachable: record the current
+                                commit of every Hub repository a lesson reads, so lessons load those
 """
 import argparse
 import json
@@ -235,6 +237,25 @@ def cmd_gpu_check(args) -> int:
     return main(args.standin_args)
 
 
+def cmd_pin_revisions(args) -> int:
+    sys.path.insert(0, str(ROOT))
+    from utils import hub_reachable
+    from utils.hub import HUB_REPOS, REVISIONS, pin_revisions, revision
+
+    if not hub_reachable():
+        print("The Hugging Face Hub cannot be reached from here, so no commit can be read. Run "
+              "`python course.py pin-revisions` on a machine with internet, and commit "
+              f"{os.path.relpath(REVISIONS, ROOT)}.")
+        return 1
+    before = {repo: revision(repo) for repo in HUB_REPOS}
+    for repo, sha in pin_revisions().items():
+        change = "unchanged" if before[repo] == sha else f"was {before[repo] or 'not pinned'}"
+        print(f"{repo}: {sha} ({change})")
+    print(f"wrote {os.path.relpath(REVISIONS, ROOT)}; rebuild stand-ins with "
+          "`python course.py standin --force`.")
+    return 0
+
+
 def _font(size: int):
     from PIL import ImageFont
     try:
@@ -274,6 +295,8 @@ def main(argv=None) -> int:
     gpu = sub.add_parser("gpu-check", add_help=False, help="every lesson on a CUDA GPU, offline, "
                          "with time and peak memory into bench/REPORT.md (options: --help)")
     gpu.set_defaults(func=cmd_gpu_check)
+    sub.add_parser("pin-revisions", help="record the current commit of every Hub repository a "
+                   "lesson reads (needs the Hub)").set_defaults(func=cmd_pin_revisions)
     args, extra = parser.parse_known_args(argv)
     args.bench_args = args.standin_args = extra
     if extra and args.command not in ("test", "bench", "standin", "gpu-check"):

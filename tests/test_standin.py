@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,38 @@ def test_full_size_configs_are_sd15s():
     assert tiny["text_encoder"]["num_hidden_layers"] == full["text_encoder"]["num_hidden_layers"]
     with pytest.raises(ValueError, match="size='huge'"):
         standin.configs("huge")
+
+
+def test_pinned_revisions_are_recorded_and_the_stand_ins_follow_them(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import utils.hub as hub
+
+    class FakeHub:  # answers as huggingface_hub.HfApi does: an info object with .sha
+        def model_info(self, repo):
+            return SimpleNamespace(sha=f"{abs(hash(repo)) % 10**12:040d}")
+
+        dataset_info = model_info
+
+    monkeypatch.setattr(hub, "REVISIONS", tmp_path / "hub_revisions.json")
+    assert hub.revision("sd-concepts-library/cat-toy") is None  # nothing pinned: default branch
+    pinned = hub.pin_revisions(FakeHub())
+    assert set(pinned) == set(hub.HUB_REPOS)
+    assert hub.revision("sd-concepts-library/cat-toy") == pinned["sd-concepts-library/cat-toy"]
+    assert hub.revision("someone/not-listed") is None
+    home = standin.build("tiny", tmp_path / "home")
+    refs = home / "hub" / "models--sd-concepts-library--cat-toy" / "refs" / "main"
+    assert refs.read_text() == pinned["sd-concepts-library/cat-toy"]
+    moved = tmp_path / "moved.json"  # the Hub moved on: another commit is pinned now
+    moved.write_text(json.dumps({**pinned, "sd-concepts-library/cat-toy": "f" * 40}))
+    out = run_python(f"""
+        from pathlib import Path
+        import utils.hub as hub
+
+        for revisions in ({str(hub.REVISIONS)!r}, {str(moved)!r}):
+            hub.REVISIONS = Path(revisions)
+            print(hub.cached_folder("sd-concepts-library/cat-toy"))
+    """, HF_HOME=home, HF_HUB_OFFLINE=1)
+    found, other = out.split()
+    assert Path(found).name == pinned["sd-concepts-library/cat-toy"]  # loaded at the pinned commit
+    assert other == "None"  # a commit not in the cache is not silently replaced by another

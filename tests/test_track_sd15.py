@@ -94,3 +94,19 @@ def test_sd_model_is_sd15_unless_course_model_names_an_sd_model(monkeypatch, tmp
     assert track.sd_model() == SD15_ID
     monkeypatch.setattr(track, "SETTINGS", Settings(model="someone/their-sd-model"))
     assert track.sd_model() == "someone/their-sd-model"
+
+
+def test_attention_slicing_auto_computes_half_the_heads_at_a_time():
+    """Lesson 00's table: "auto" slices heads // 2 of the batch x heads score matrices, so with
+    classifier-free guidance (batch 2) the largest one held is a quarter, not an eighth."""
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    from utils.track import tiny_random_pipeline
+
+    pipe = tiny_random_pipeline()
+    pipe.enable_attention_slicing()  # "auto"
+    attentions = [m for m in pipe.unet.modules() if hasattr(m, "processor") and hasattr(m, "heads")]
+    assert attentions
+    for attention in attentions:
+        assert isinstance(attention.processor, SlicedAttnProcessor)
+        assert attention.processor.slice_size == attention.heads // 2

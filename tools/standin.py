@@ -266,8 +266,8 @@ def build(size: str = "tiny", home: Path | None = None, force: bool = False) -> 
     return ``home``. A complete tiny build of the same version is reused unless ``force``."""
     home = Path(home or default_home(size))
     stamp = home / "STAND-IN.json"
-    record = {"size": size, "version": BUILD_VERSION, "repos": [SD15, CONCEPT, DREAMBOOTH,
-                                                                *DATASETS]}
+    record = {"size": size, "version": BUILD_VERSION,  # a newly pinned commit rebuilds it too
+              "repos": {repo: _commit(repo) for repo in [SD15, CONCEPT, DREAMBOOTH, *DATASETS]}}
     if not force and stamp.exists():
         try:
             if json.loads(stamp.read_text()) == record:

@@ -1,41 +1,45 @@
 """The Hugging Face Hub repositories the lessons read, and how a lesson gets one (or says why not).
 
-    HUB_REPOS               every Hub repository a lesson uses: its kind, pinned revision, what it is
+    HUB_REPOS               every Hub repository a lesson uses: its kind and what it is
+    revision(repo)          the commit a lesson loads it at (assets/hub_revisions.json)
     needs_hub(repo, what)   True when the repository can be had (a local folder, in the cache, or the
                             Hub answers); otherwise print why the cell is skipped, like ``needs_gpu``
     hub_folder(repo)        the local folder holding a repository: the cache first, then a download
+    pin_revisions()         ask the Hub for each repository's current commit and record it
 
 A repository in the local cache loads with no network at all, so a machine that downloaded it once
 (or holds the stand-ins ``python course.py standin`` writes) runs every lesson offline.
 """
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .device import SKIP_MARK
 
+# Each repository's pinned commit, so that a change on the Hub cannot change a lesson: written by
+# `python course.py pin-revisions` where the Hub is reachable. A repository not in it is read at
+# its default branch. The stand-ins are written under the same commits.
+REVISIONS = Path(__file__).resolve().parents[1] / "assets" / "hub_revisions.json"
+
 
 @dataclass(frozen=True)
 class HubRepo:
-    kind: str             # "model" or "dataset", as huggingface_hub's repo_type
-    what: str             # one line for a learner: what it is and which lesson reads it
-    revision: str | None  # a commit to load; None: the repository's default branch
+    kind: str  # "model" or "dataset", as huggingface_hub's repo_type
+    what: str  # one line for a learner: what it is and which lesson reads it
 
 
-# The revision is where a repository is pinned: set it to a commit hash (`hf api`, or the commit
-# list on the repository's page) so that a change on the Hub cannot change a lesson. None reads
-# the default branch; the stand-ins are written under the same revision.
 HUB_REPOS = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": HubRepo(
-        "model", "Stable Diffusion 1.5 (every lesson on the SD track)", None),
+        "model", "Stable Diffusion 1.5 (every lesson on the SD track)"),
     "sd-concepts-library/cat-toy": HubRepo(
-        "model", "a textual-inversion concept, <cat-toy> (lesson 01)", None),
+        "model", "a textual-inversion concept, <cat-toy> (lesson 01)"),
     "sd-dreambooth-library/mr-potato-head": HubRepo(
-        "model", "a Dreambooth fine-tune of SD 1.4 on a Mr Potato Head toy (lesson 01)", None),
+        "model", "a Dreambooth fine-tune of SD 1.4 on a Mr Potato Head toy (lesson 01)"),
     "diffusers/cat_toy_example": HubRepo(
-        "dataset", "photos of a cat toy to train textual inversion on (lesson 08)", None),
+        "dataset", "photos of a cat toy to train textual inversion on (lesson 08)"),
     "diffusers/dog-example": HubRepo(
-        "dataset", "photos of one dog to train Dreambooth on (lesson 08)", None),
+        "dataset", "photos of one dog to train Dreambooth on (lesson 08)"),
 }
 
 
@@ -54,9 +58,26 @@ def _kind(repo: str) -> str:
 
 
 def revision(repo: str) -> str | None:
-    """The pinned revision of ``repo`` (None: its default branch, or a repository not listed)."""
-    known = HUB_REPOS.get(repo)
-    return known.revision if known else None
+    """The commit ``repo`` is pinned at (None: its default branch, or a repository not listed)."""
+    if repo not in HUB_REPOS or not REVISIONS.exists():
+        return None
+    return json.loads(REVISIONS.read_text()).get(repo)
+
+
+def pin_revisions(api=None) -> dict[str, str]:
+    """Ask the Hub for the current commit of every repository in ``HUB_REPOS`` and write them to
+    ``assets/hub_revisions.json``; return them. ``api``: a ``huggingface_hub.HfApi`` (a default
+    one if None)."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    pinned = {}
+    for repo, known in HUB_REPOS.items():
+        info = api.dataset_info(repo) if known.kind == "dataset" else api.model_info(repo)
+        pinned[repo] = info.sha
+    REVISIONS.write_text(json.dumps(pinned, indent=1, sort_keys=True) + "\n")
+    return pinned
 
 
 def cached_folder(repo: str) -> Path | None:
