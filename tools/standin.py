@@ -1,7 +1,7 @@
 """Stand-ins for the Hugging Face Hub repositories the lessons read, written into a Hub cache.
 
     python course.py standin                    # tiny: SD 1.5's structure, small widths (seconds)
-    python course.py standin --size full        # SD 1.5's published configs (minutes, ~14 GB)
+    python course.py standin --size full        # SD 1.5's published configs (a minute, 12 GB)
 
 then, with no network at all:
 
@@ -35,7 +35,7 @@ SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 CONCEPT = "sd-concepts-library/cat-toy"
 DREAMBOOTH = "sd-dreambooth-library/mr-potato-head"
 DATASETS = {"diffusers/cat_toy_example": "toy", "diffusers/dog-example": "dog"}
-BUILD_VERSION = 1  # bump when what is written changes, so a cached tiny stand-in is rebuilt
+BUILD_VERSION = 2  # bump when what is written changes, so a cached tiny stand-in is rebuilt
 
 
 EMPTY_HOME = ROOT / "build" / "empty-hf-home"  # a Hub cache with nothing in it: "never downloaded"
@@ -177,8 +177,9 @@ def write_pipeline(folder: Path, size: str, seed: int, what: str, fp16: bool = T
                        prefix="text_model.")
     _diffusers_part(UNet2DConditionModel(**cfg["unet"]), folder / "unet", fp16)
     if share is not None:
+        skip = None if fp16 else shutil.ignore_patterns("*.fp16.*")
         for part in ("vae", "safety_checker", "feature_extractor", "tokenizer"):
-            shutil.copytree(share / part, folder / part, copy_function=_link)
+            shutil.copytree(share / part, folder / part, copy_function=_link, ignore=skip)
     else:
         _diffusers_part(AutoencoderKL(**cfg["vae"]), folder / "vae", fp16)
         checker = StableDiffusionSafetyChecker(
