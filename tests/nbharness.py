@@ -13,7 +13,7 @@ from collections import defaultdict
 import pytest
 from nbval.plugin import IPyNbCell, IPyNbFile
 
-from tools.notebooks import (TRACK_CALLS, kernel_env, outcome_problems,
+from tools.notebooks import (TRACK_CALLS, kernel_env, notebook_code, outcome_problems,
                              skipped_cells)
 
 _seconds = defaultdict(float)
@@ -68,8 +68,7 @@ def _stand_in_env(name: str) -> dict:
     env = dict(CONFIGS[name][1])  # (what it is, environment, calls)
     if "<stand-in>" in env.values() or "<stand-in folder>" in env.values():
         home = standin.build("tiny")  # seconds; reused while up to date
-        folder = next((home / "hub" / f"models--{standin.SD15.replace('/', '--')}"
-                       / "snapshots").iterdir())
+        folder = standin.snapshot_folder(home, standin.SD15)
         env = {k: {"<stand-in>": str(home), "<stand-in folder>": str(folder)}.get(v, v)
                for k, v in env.items()}
     if env.get("HF_HOME") == "<empty>":
@@ -97,10 +96,7 @@ class NotebookConfigurations(pytest.File):
     """One notebook's runs in the configurations other than nbval's own (mini-fp32)."""
 
     def collect(self):
-        import json
-
-        cells = json.loads(self.path.read_text())["cells"]
-        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        code = notebook_code(self.path)
         for name in _configs(self.config):
             if name == "mini-fp32" or not applies(name, code):
                 continue

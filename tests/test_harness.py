@@ -135,8 +135,8 @@ def test_each_configuration_runs_the_notebooks_it_can_change():
     assert applies("sd15-fp16", "pipe = load_pipeline()") and not applies("sd15-fp16", "x = 1")
     assert applies("mini-fp16", "dtype = get_dtype(device)")
     assert applies("sd-folder", "if needs_hub(repo):") and not applies("sd-folder", "load_pipeline()")
-    lessons = {p.name: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]
-                                 if c["cell_type"] == "code")
-               for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    from tools.notebooks import notebook_code
+
+    lessons = {p.name: notebook_code(p) for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
     on_sd = [name for name, code in lessons.items() if applies("sd15-fp16", code)]
     assert len(on_sd) >= 7 and "01_pipelines.ipynb" in on_sd and set(CONFIGS) >= {"sd15-fp16"}

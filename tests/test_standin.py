@@ -46,10 +46,8 @@ def test_every_hub_repo_a_lesson_reads_has_a_stand_in(home):
     from utils.hub import HUB_REPOS
 
     for repo, known in HUB_REPOS.items():
-        cache = home / "hub" / f"{known.kind}s--{repo.replace('/', '--')}"
-        commit = (cache / "refs" / "main").read_text()
-        assert any((cache / "snapshots" / commit).iterdir()), repo
-    sd = next((home / "hub" / f"models--{standin.SD15.replace('/', '--')}" / "snapshots").iterdir())
+        assert any(standin.snapshot_folder(home, repo, known.kind).iterdir()), repo
+    sd = standin.snapshot_folder(home, standin.SD15)
     index = json.loads((sd / "model_index.json").read_text())
     assert index["safety_checker"] == ["stable_diffusion", "StableDiffusionSafetyChecker"]
     for part, weights in [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
@@ -107,7 +105,7 @@ def test_the_other_hub_repos_load_offline_from_the_stand_ins(home):
 
 
 def test_without_the_hub_a_cell_skips_and_says_how_to_get_the_repo(tmp_path, home):
-    folder = next((home / "hub" / f"models--{standin.SD15.replace('/', '--')}" / "snapshots").iterdir())
+    folder = standin.snapshot_folder(home, standin.SD15)
     out = run_python(f"""
         from utils import load_pipeline
         from utils.hub import hub_folder, needs_hub
@@ -169,7 +167,7 @@ def test_pinned_revisions_are_recorded_and_the_stand_ins_follow_them(tmp_path, m
     assert hub.revision("sd-concepts-library/cat-toy") == pinned["sd-concepts-library/cat-toy"]
     assert hub.revision("someone/not-listed") is None
     home = standin.build("tiny", tmp_path / "home")
-    refs = home / "hub" / "models--sd-concepts-library--cat-toy" / "refs" / "main"
+    refs = standin.cache_folder(home, "sd-concepts-library/cat-toy") / "refs" / "main"
     assert refs.read_text() == pinned["sd-concepts-library/cat-toy"]
     moved = tmp_path / "moved.json"  # the Hub moved on: another commit is pinned now
     moved.write_text(json.dumps({**pinned, "sd-concepts-library/cat-toy": "f" * 40}))

@@ -87,7 +87,7 @@ def check(notebooks: list[Path], size: str = "full", smoke: bool = False, cpu: b
     import torch
 
     from tools import standin
-    from tools.notebooks import execute_notebook, uses_model_track
+    from tools.notebooks import execute_notebook, notebook_code, uses_model_track
 
     if not (cpu or torch.cuda.is_available()):
         raise SystemExit("No CUDA GPU is visible to PyTorch. Run the check on a GPU machine, or "
@@ -102,10 +102,8 @@ def check(notebooks: list[Path], size: str = "full", smoke: bool = False, cpu: b
     environments = runs(home, empty, sd_train_steps, cpu)
     rows = []
     for path in notebooks:
-        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
-                         if c["cell_type"] == "code")
         # A lesson with no model track runs the same either way: once.
-        names = list(environments) if uses_model_track(code) else ["mini-fp16"]
+        names = list(environments) if uses_model_track(notebook_code(path)) else ["mini-fp16"]
         for name in names:
             print(f"  {path.name} [{name if len(names) > 1 else 'no model track'}] ...", flush=True)
             result = execute_notebook(path, out_dir / f"{path.stem}.{name}.ipynb", smoke=smoke,

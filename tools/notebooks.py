@@ -17,8 +17,14 @@ TRACK_CALLS = ("load_pipeline(", "get_dtype(", "needs_gpu(")
 
 
 def uses_model_track(code: str) -> bool:
-    """Whether notebook code (its code cells, joined) makes any of ``TRACK_CALLS``."""
+    """Whether notebook code (``notebook_code``) makes any of ``TRACK_CALLS``."""
     return any(call in code for call in TRACK_CALLS)
+
+
+def notebook_code(path: Path) -> str:
+    """The source of a stored notebook's code cells, joined."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    return "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
 
 
 def _source(cell: dict) -> str:

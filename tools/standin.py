@@ -249,10 +249,21 @@ def _commit(repo: str) -> str:
     return revision(repo) or hashlib.sha1(f"stand-in:{repo}".encode()).hexdigest()
 
 
+def cache_folder(home: Path, repo: str, kind: str = "model") -> Path:
+    """Where ``repo`` lives in the Hub cache under ``home`` (HF_HOME), as huggingface_hub keeps it."""
+    return home / "hub" / f"{kind}s--{repo.replace('/', '--')}"
+
+
+def snapshot_folder(home: Path, repo: str, kind: str = "model") -> Path:
+    """The snapshot of ``repo`` that the cache's default branch points at (a pipeline folder)."""
+    cache = cache_folder(home, repo, kind)
+    return cache / "snapshots" / (cache / "refs" / "main").read_text()
+
+
 def snapshot(home: Path, repo: str, kind: str) -> Path:
     """An empty snapshot folder for ``repo`` in the cache under ``home`` (HF_HOME), with the refs
     that point the default branch at it."""
-    cache = home / "hub" / f"{kind}s--{repo.replace('/', '--')}"
+    cache = cache_folder(home, repo, kind)
     commit = _commit(repo)
     shutil.rmtree(cache, ignore_errors=True)
     (cache / "refs").mkdir(parents=True)

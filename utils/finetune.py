@@ -326,6 +326,13 @@ def add_token(pipe, token: str, init_word: str) -> int:
     return new_id
 
 
+def _text_checkpointing(text_encoder, action: str):
+    """transformers' ``activation_checkpointing_enable``/``_disable`` (``gradient_checkpointing_*``
+    before the rename, deprecated since)."""
+    renamed = getattr(text_encoder, f"activation_checkpointing_{action}", None)
+    return renamed or getattr(text_encoder, f"gradient_checkpointing_{action}")
+
+
 class NewTokenVector(nn.Module):
     """The one trainable vector. A forward hook on the token-embedding layer puts it wherever the
     new token's id appears, so the embedding matrix itself is never written during training."""
@@ -356,7 +363,8 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
             with a finished run raises ``FileExistsError`` unless ``overwrite=True``.
         steps, lr, batch_size, seed: the recipe (AdamW, no weight decay, constant rate).
         checkpoint_every: steps between checkpoints (one is also saved on KeyboardInterrupt).
-        mixed_precision: accelerate's setting; default "fp16" on CUDA, "no" elsewhere.
+        mixed_precision: accelerate's setting; default ``precision_for(pipe)``: the pipeline's
+            half dtype, or "fp16" for an fp32 pipeline on CUDA, else "no".
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         callback: called as ``callback(step, loss)`` after every step.
 
@@ -380,10 +388,7 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
     pipe.text_encoder.requires_grad_(False)
     if gradient_checkpointing:  # diffusers and transformers only recompute in train mode
         pipe.unet.enable_gradient_checkpointing()
-        text_checkpointing = getattr(pipe.text_encoder, "activation_checkpointing_enable", None)
-        if text_checkpointing is None:  # transformers before the rename
-            text_checkpointing = pipe.text_encoder.gradient_checkpointing_enable
-        text_checkpointing({"use_reentrant": False})
+        _text_checkpointing(pipe.text_encoder, "enable")({"use_reentrant": False})
         pipe.unet.train()
         pipe.text_encoder.train()
     mean, std = encode_images(pipe, images)
@@ -410,6 +415,7 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
         pipe.text_encoder.eval()
         if gradient_checkpointing:
             pipe.unet.disable_gradient_checkpointing()
+            _text_checkpointing(pipe.text_encoder, "disable")()
     with torch.no_grad():  # the only write to the embedding matrix: the new token's own row
         embedding.weight[token_id] = new.vector.to(embedding.weight.dtype)
     save_embedding(pipe, token, out_dir / EMBEDDING_FILE)
