@@ -67,12 +67,6 @@ def _pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
 
 
-# The CLIP BPE merges SD 1.5's tokenizer is built from ship in this wheel (MIT licensed). The
-# stand-ins read them from the wheel file; it is never installed (it would pull in torchvision).
-BPE_WHEEL = "open-clip-torch==3.3.0"
-WHEELS = BUILD / "wheels"
-
-
 def install(test: bool) -> None:
     """Install torch (only if missing, so an existing CUDA build stays), then the requirements."""
     try:
@@ -83,6 +77,8 @@ def install(test: bool) -> None:
     if test:  # the exact versions the test suite last passed with
         files += ["-r", str(ROOT / "requirements-test.txt"), "-c", str(ROOT / "constraints.txt")]
     _pip(*files)
+    from tools.standin import BPE_WHEEL, WHEELS  # standard library only: safe before installing
+
     if test and not list(WHEELS.glob("open_clip_torch-*.whl")):  # for the SD 1.5 stand-in
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", BPE_WHEEL,
                         "-d", str(WHEELS)], check=True)
@@ -234,7 +230,7 @@ def cmd_gpu_check(args) -> int:
     sys.path.insert(0, str(ROOT))
     from tools.gpu_check import main
 
-    return main(args.standin_args)
+    return main(args.standin_args, lessons=notebook_paths())
 
 
 def cmd_pin_revisions(args) -> int:

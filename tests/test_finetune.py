@@ -168,6 +168,7 @@ def test_training_an_fp16_pipeline_leaves_it_fp16_and_working(tmp_path):
     """In one process, as in one kernel: textual inversion with gradient checkpointing, then a
     full Dreambooth fine-tune, on a float16 pipeline (a GPU's dtype, here on the CPU), with
     deprecations as errors; then a pipeline that needs another precision is refused clearly."""
+    import os
     import subprocess
     import sys
     import textwrap
@@ -199,7 +200,7 @@ def test_training_an_fp16_pipeline_leaves_it_fp16_and_working(tmp_path):
             print("refused:", err)
     """)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "unet {torch.float16} fp16" in done.stdout
     assert "image (1, 32, 32, 3) True" in done.stdout

@@ -223,18 +223,14 @@ def fetch_wheels(folder: Path, python_version: str) -> list[str]:
     keep = sorted(set(packages) - _closure("torch", packages))
     pins = [f"{name}=={packages[name]['version']}" for name in keep]
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    for pin in pins + [_bpe_pin()]:
+    from tools.standin import BPE_WHEEL
+
+    for pin in pins + [BPE_WHEEL]:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
                         "--only-binary=:all:", "--python-version", python_version,
                         "--implementation", "cp", *platforms, "-d", str(folder), pin], check=True)
     (folder / "wheels.txt").write_text("\n".join(pins) + "\n")
     return pins
-
-
-def _bpe_pin() -> str:
-    import course
-
-    return course.BPE_WHEEL
 
 
 def _closure(root: str, packages: dict) -> set[str]:
@@ -260,7 +256,8 @@ def _closure(root: str, packages: dict) -> set[str]:
     return {name for name, _ in seen}
 
 
-def main(argv=None) -> int:
+def main(argv=None, lessons: list[Path] = ()) -> int:
+    """The command line; ``lessons``: the notebooks to check when none are named (the CLI's list)."""
     parser = argparse.ArgumentParser(prog="python course.py gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="default: every lesson, in order")
@@ -293,9 +290,7 @@ def main(argv=None) -> int:
 
     if args.wheels:
         standin.WHEELS = args.wheels  # the BPE merges come from the open-clip-torch wheel there
-    import course
-
-    paths = [Path(p).resolve() for p in args.notebooks] or course.notebook_paths()
+    paths = [Path(p).resolve() for p in args.notebooks] or list(lessons)
     size = args.size or ("tiny" if args.cpu else "full")
     results = check(paths, size=size, smoke=args.smoke, cpu=args.cpu,
                     sd_train_steps=args.sd_train_steps, limit_gb=args.limit_gb,

@@ -24,11 +24,14 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
+# Only the standard library at the top: `python course.py test` reads BPE_WHEEL before it has
+# installed anything. numpy and torch are imported where they are used.
 ROOT = Path(__file__).resolve().parents[1]
-WHEELS = ROOT / "build" / "wheels"  # where .ci/run and the GPU check put the wheels they bring
+# The CLIP BPE merges SD 1.5's tokenizer is built from ship in this wheel (MIT licensed): it is
+# read, never installed (it would pull in torchvision). `course.py test` and the GPU check's
+# --fetch-wheels download it into WHEELS.
+BPE_WHEEL = "open-clip-torch==3.3.0"
+WHEELS = ROOT / "build" / "wheels"
 SIZES = ("tiny", "full")
 BPE_FILE = "open_clip/bpe_simple_vocab_16e6.txt.gz"
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -74,9 +77,9 @@ def configs(size: str) -> dict:
 
 
 # ---------------------------------------------------------------- the real CLIP tokenizer
-def find_bpe(extra: list[Path] = ()) -> bytes:
+def find_bpe() -> bytes:
     """The gzipped CLIP BPE merges of ``open-clip-torch``: from an installed ``open_clip`` (found,
-    not imported: it imports torchvision) or from its wheel in ``build/wheels`` or ``extra``."""
+    not imported: it imports torchvision) or from its wheel in ``WHEELS`` (build/wheels)."""
     import importlib.util
 
     spec = importlib.util.find_spec("open_clip")
@@ -85,14 +88,13 @@ def find_bpe(extra: list[Path] = ()) -> bytes:
             file = Path(folder) / Path(BPE_FILE).name
             if file.is_file():
                 return file.read_bytes()
-    for folder in [*map(Path, extra), WHEELS]:
-        for wheel in sorted(folder.glob("open_clip_torch-*.whl"), reverse=True):
-            with zipfile.ZipFile(wheel) as archive:
-                return archive.read(BPE_FILE)
+    for wheel in sorted(WHEELS.glob("open_clip_torch-*.whl"), reverse=True):
+        with zipfile.ZipFile(wheel) as archive:
+            return archive.read(BPE_FILE)
     raise FileNotFoundError(
         "The CLIP BPE merges that SD's tokenizer is built from were not found. Fetch the "
         f"open-clip-torch wheel (no need to install it): `pip download --no-deps "
-        f"open-clip-torch==3.3.0 -d {WHEELS.relative_to(ROOT)}`.")
+        f"{BPE_WHEEL} -d {WHEELS.relative_to(ROOT)}`.")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -130,7 +132,7 @@ def write_tokenizer(folder: Path, bpe_gz: bytes) -> None:
 
 
 # ---------------------------------------------------------------- writing weights
-def _save(folder: Path, stem: str, state: dict[str, torch.Tensor], fp16: bool) -> None:
+def _save(folder: Path, stem: str, state: dict, fp16: bool) -> None:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous() for k, v in state.items()}
@@ -161,6 +163,7 @@ def write_pipeline(folder: Path, size: str, seed: int, what: str, fp16: bool = T
     ``share``: a pipeline folder already written whose VAE, safety checker and feature extractor
     are linked instead of rebuilt (SD 1.4 and 1.5 have the same ones).
     """
+    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
@@ -217,6 +220,7 @@ def _link(source, target) -> None:
 
 def write_concept(folder: Path, size: str, token: str = "<cat-toy>") -> None:
     """A textual-inversion concept in diffusers' format: ``{token: (1, width)}``."""
+    import torch
     from safetensors.torch import save_file
 
     width = configs(size)["text_encoder"]["hidden_size"]
@@ -229,6 +233,7 @@ def write_concept(folder: Path, size: str, token: str = "<cat-toy>") -> None:
 
 def write_photos(folder: Path, size: str, subject: str, n: int = 5) -> None:
     """``n`` JPEG pictures, drawn: a coloured blob (the subject) on a plain background."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     side = configs(size)["image_size"]

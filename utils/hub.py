@@ -2,7 +2,7 @@
 
     HUB_REPOS               every Hub repository a lesson uses: its kind and what it is
     revision(repo)          the commit a lesson loads it at (assets/hub_revisions.json)
-    needs_hub(repo, what)   True when the repository can be had (a local folder, in the cache, or the
+    needs_hub(repo)         True when the repository can be had (a local folder, in the cache, or the
                             Hub answers); otherwise print why the cell is skipped, like ``needs_gpu``
     hub_folder(repo)        the local folder holding a repository: the cache first, then a download
     pin_revisions()         ask the Hub for each repository's current commit and record it
@@ -43,7 +43,8 @@ HUB_REPOS = {
 }
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """True when HF_HUB_OFFLINE asks huggingface_hub never to reach the Hub."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -91,7 +92,7 @@ def cached_folder(repo: str) -> Path | None:
         return None
 
 
-def needs_hub(repo: str, what: str | None = None) -> bool:
+def needs_hub(repo: str) -> bool:
     """True when ``repo`` (a Hub id, or a local folder) can be used here; else print why not.
 
     Use it like ``needs_gpu``: ``if needs_hub("sd-concepts-library/cat-toy"):``. A local folder
@@ -105,8 +106,8 @@ def needs_hub(repo: str, what: str | None = None) -> bool:
 
     if hub_reachable():
         return True
-    why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face Hub is unreachable"
-    print(f"{SKIP_MARK} {what or _describe(repo)} is not in the local cache and {why}. "
+    why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable"
+    print(f"{SKIP_MARK} {_describe(repo)} is not in the local cache and {why}. "
           f"{_directions(repo)}")
     return False
 

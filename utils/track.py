@@ -15,7 +15,7 @@ from diffusers import StableDiffusionPipeline
 from .checks import check_int, check_json_file, check_number, check_safetensors
 from .device import _as_device, get_device, get_dtype
 from .minisd import MINISD_PATH  # defined once, beside the package that trains it
-from .hub import revision
+from .hub import offline, revision
 from .settings import SETTINGS
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -27,7 +27,7 @@ _ALIASES = {"mini": "mini", "minisd": "mini", "sd15": SD15_ID, "sd": SD15_ID}
 def hub_reachable(timeout: float = 3.0) -> bool:
     """True when the Hugging Face Hub answers within ``timeout`` seconds (one try, no retries)."""
     check_number("timeout", timeout, 0, strict=True)
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if offline():
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     try:
