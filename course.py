@@ -4,7 +4,8 @@
     python course.py lab        install what the lessons need, then open JupyterLab on notebooks/
     python course.py test       install what the tests need, then run the whole test suite
     python course.py execute    run every notebook top to bottom into build/executed/, with a time table
-    python course.py stamp      rewrite every notebook's Colab badge and bootstrap cell from REPO_SLUG
+    python course.py stamp      rewrite every notebook's Colab and Kaggle badges and bootstrap cell
+                                from REPO_SLUG and REF (--slug owner/name --ref v1.0 changes them)
     python course.py slides     export notebooks as reveal.js decks that work offline, into build/slides/
     python course.py gallery    draw assets/gallery.png, the README's sample of MiniSD images
     python course.py bench      run the benchmarks (notebook times and memory, MiniSD and SD 1.5
@@ -20,14 +21,18 @@
 import argparse
 import json
 import os
+import platform
+import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-# The one place that names the course's GitHub repository: badges and bootstrap cells come from it.
+# The one place that names the course's GitHub repository and the branch or tag the notebooks
+# belong to: badges and bootstrap cells come from them (`python course.py stamp --slug --ref`).
 REPO_SLUG = "diffusion-course/diffusion-models-course"
-BRANCH = "main"
+REF = "main"
 
 # The curriculum, in order: lesson NN is notebooks/NN_<name>.ipynb. Lessons may land out of order,
 # but a number always means the same lesson, and no number is used twice.
@@ -37,15 +42,40 @@ CURRICULUM = ["setup_and_gpus", "pipelines", "clip", "vae", "unet", "schedulers"
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
+TORCH = "torch==2.13.0"  # the PyTorch the tests ran with, for a machine that has none
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
-BOOTSTRAP = f'''# Setup: make the course's `utils` importable. On Colab, fetch the course and what Colab lacks.
-import os, subprocess, sys
-if "google.colab" in sys.modules and not os.path.isdir("/content/course"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "{BRANCH}",
-                    "https://github.com/{REPO_SLUG}", "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "-r", "/content/course/requirements-lessons.txt"], check=True)
-for root in (os.getcwd(), os.path.dirname(os.getcwd()), "/content/course"):
+
+def bootstrap_cell(slug: str = None, ref: str = None) -> str:
+    """The first code cell of every lesson. On Colab and Kaggle it fetches the course at ``ref``
+    (the version the notebook belongs to) and installs what the runtime lacks; it is safe to run
+    again. Elsewhere it only makes ``utils`` importable."""
+    slug, ref = slug or REPO_SLUG, ref or REF
+    return f'''# Setup: make the course's `utils` importable. On Colab or Kaggle, fetch the course (the version
+# this notebook belongs to) and install what the runtime lacks. Running it again is safe.
+import os, shutil, subprocess, sys
+COURSE, REF = "https://github.com/{slug}", "{ref}"
+HOME = ("/content" if "google.colab" in sys.modules else
+        "/kaggle/working" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else None)
+if HOME and not os.path.isfile(f"{{HOME}}/course/course.py"):
+    shutil.rmtree(f"{{HOME}}/course.partial", ignore_errors=True)  # an interrupted earlier try
+    got = subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", REF, COURSE,
+                          f"{{HOME}}/course.partial"], capture_output=True, text=True,
+                         env={{**os.environ, "GIT_TERMINAL_PROMPT": "0"}})  # never ask for a password
+    if got.returncode:
+        raise RuntimeError(
+            f"Could not fetch the course from {{COURSE}} at {{REF!r}}: {{got.stderr.strip()}}\\n"
+            "This notebook was stamped for that repository. If it does not exist (yet) or is "
+            "private, open the notebook from where the course is published, or set REPO_SLUG in "
+            "course.py and run `python course.py stamp`. On Kaggle, switch Internet on in the "
+            "notebook's settings.")
+    os.rename(f"{{HOME}}/course.partial", f"{{HOME}}/course")
+if HOME:
+    sys.path.insert(0, f"{{HOME}}/course")
+    from tools import bootstrap
+    bootstrap.install(f"{{HOME}}/course")  # until it finishes once; says when to restart
+    bootstrap.kaggle_token()
+for root in (os.getcwd(), os.path.dirname(os.getcwd())):
     if os.path.isfile(os.path.join(root, "utils", "__init__.py")):
         sys.path.insert(0, root)
         break
@@ -53,32 +83,60 @@ from utils import SETTINGS, describe_hardware
 print(describe_hardware(), "|", SETTINGS)'''
 
 
-def badge(notebook_name: str) -> str:
-    """The Open-in-Colab badge for one notebook, as markdown."""
-    url = f"https://colab.research.google.com/github/{REPO_SLUG}/blob/{BRANCH}/notebooks/{notebook_name}"
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+BOOTSTRAP = bootstrap_cell()
+
+
+def badge(notebook_name: str, slug: str = None, ref: str = None) -> str:
+    """The Open-in-Colab and Open-in-Kaggle badges for one notebook, as one line of markdown."""
+    source = f"github.com/{slug or REPO_SLUG}/blob/{ref or REF}/notebooks/{notebook_name}"
+    colab = f"https://colab.research.google.com/{source.replace('github.com/', 'github/', 1)}"
+    kaggle = f"https://kaggle.com/kernels/welcome?src=https://{source}"
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+            f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({kaggle})")
 
 
 def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
+def _pip(*args: str) -> int:
+    return subprocess.call([sys.executable, "-m", "pip", "install", "-q", *args])
+
+
+def torch_plan() -> tuple[list[list[str]], str]:
+    """For a machine with no PyTorch: the pip arguments to try in order, and why this build."""
+    nvidia = shutil.which("nvidia-smi") or Path("/proc/driver/nvidia/version").exists()
+    if sys.platform == "linux" and not nvidia:
+        return ([[TORCH, "--index-url", TORCH_CPU_INDEX], [TORCH]],
+                f"No PyTorch here and no NVIDIA GPU (no NVIDIA driver found): installing the CPU "
+                f"build of {TORCH} (about 190 MB) from {TORCH_CPU_INDEX}. PyPI's Linux build bundles "
+                f"CUDA (several GB). For that one, run `pip install {TORCH}` first.")
+    if sys.platform == "linux":
+        return ([[TORCH]], f"No PyTorch here; an NVIDIA GPU was found: installing {TORCH} from PyPI, "
+                           "the CUDA build (several GB, once).")
+    gpu = "it uses the Apple GPU (MPS)" if sys.platform == "darwin" else "it runs on the CPU"
+    return ([[TORCH]], f"No PyTorch here: installing {TORCH} from PyPI ({platform.system()}: {gpu}).")
 
 
 def install(test: bool) -> None:
-    """Install torch (only if missing, so an existing CUDA build stays), then the requirements."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        _pip("torch==2.13.0")
-    files = ["-r", str(ROOT / "requirements.txt")]
-    if test:  # the exact versions the test suite last passed with
-        files += ["-r", str(ROOT / "requirements-test.txt"), "-c", str(ROOT / "constraints.txt")]
-    _pip(*files)
-    from tools.standin import BPE_WHEEL, WHEELS  # standard library only: safe before installing
+    """Install PyTorch (only if missing, so an existing CUDA build stays), then the requirements,
+    unless an earlier run installed the same files with this Python (a marker in build/)."""
+    from tools import bootstrap  # standard library only: safe before installing
+    from tools.standin import BPE_WHEEL, WHEELS
 
+    if bootstrap.installed_version("torch") is None:
+        attempts, why = torch_plan()
+        print(why, flush=True)
+        for args in attempts:
+            if _pip(*args) == 0:
+                break
+            print(f"That failed; trying the next source: pip install {' '.join(args)}", flush=True)
+        else:
+            raise SystemExit(f"Could not install {TORCH}: see pip's messages above.")
+    files = ["requirements.txt"] + (["requirements-test.txt"] if test else [])
+    # the test suite installs the exact versions it last passed with
+    bootstrap.install(ROOT, files, constraints="constraints.txt" if test else None,
+                      restart_hint="run the command again")
     if test and not list(WHEELS.glob("open_clip_torch-*.whl")):  # for the SD 1.5 stand-in
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", BPE_WHEEL,
                         "-d", str(WHEELS)], check=True)
@@ -86,7 +144,12 @@ def install(test: bool) -> None:
 
 def cmd_lab(args) -> int:
     install(test=False)
-    return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(NOTEBOOKS)])
+    options = list(args.lab_args)
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in options:
+        # Containers and cloud machines often give a root shell; JupyterLab refuses it unless told.
+        print("Running as root: starting JupyterLab with --allow-root.", flush=True)
+        options.append("--allow-root")
+    return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(NOTEBOOKS), *options])
 
 
 def cmd_test(args) -> int:
@@ -119,14 +182,14 @@ def cmd_execute(args) -> int:
     return 1 if failed else 0
 
 
-def stamp(nb: dict, name: str) -> dict:
-    """Put the badge under the title line of the first cell and the bootstrap in the first code cell."""
+def stamp(nb: dict, name: str, slug: str = None, ref: str = None) -> dict:
+    """Put the badges under the title line of the first cell and the bootstrap in the first code cell."""
     title = nb["cells"][0]
     lines = [line for line in "".join(title["source"]).split("\n") if "colab-badge.svg" not in line]
     at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
-    title["source"] = _lines("\n".join(lines[:at] + [badge(name)] + lines[at:]))
+    title["source"] = _lines("\n".join(lines[:at] + [badge(name, slug, ref)] + lines[at:]))
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
-    code["source"] = _lines(BOOTSTRAP)
+    code["source"] = _lines(bootstrap_cell(slug, ref))
     return nb
 
 
@@ -135,10 +198,24 @@ def _lines(text: str) -> list[str]:
 
 
 def cmd_stamp(args) -> int:
+    """Re-stamp every notebook; with --slug or --ref, first record them in this file."""
+    slug, ref = args.slug or REPO_SLUG, args.ref or REF
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", slug):
+        print(f"--slug {slug!r} is not a GitHub repository name such as 'owner/name'.")
+        return 2
+    if not re.fullmatch(r"[A-Za-z0-9_./-]+", ref) or ref.startswith(("-", "/")):
+        print(f"--ref {ref!r} is not a branch or tag name such as 'main' or 'v1.0'.")
+        return 2
+    if (slug, ref) != (REPO_SLUG, REF):
+        me = Path(__file__)
+        text = me.read_text()
+        text = text.replace(f'REPO_SLUG = "{REPO_SLUG}"', f'REPO_SLUG = "{slug}"', 1)
+        me.write_text(text.replace(f'REF = "{REF}"', f'REF = "{ref}"', 1))
+        print(f"course.py now names https://github.com/{slug} at {ref!r}")
     for path in notebook_paths():
         nb = json.loads(path.read_text())
         before = json.dumps(nb)
-        stamp(nb, path.name)
+        stamp(nb, path.name, slug, ref)
         if json.dumps(nb) != before:
             path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
             print(f"stamped {path.name}")
@@ -263,7 +340,8 @@ def _font(size: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("lab", help="install and open JupyterLab").set_defaults(func=cmd_lab)
+    sub.add_parser("lab", help="install and open JupyterLab (other options go to JupyterLab: "
+                   "--port, --no-browser, --ip ...)").set_defaults(func=cmd_lab)
     test = sub.add_parser("test", help="install and run the test suite (other options go to pytest)")
     test.set_defaults(func=cmd_test)
     run = sub.add_parser("execute", help="run notebooks headless into build/")
@@ -271,7 +349,11 @@ def main(argv=None) -> int:
     run.add_argument("--smoke", action="store_true", help="COURSE_SMOKE=1: tiny sizes")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     run.set_defaults(func=cmd_execute)
-    sub.add_parser("stamp", help="re-stamp badges and bootstrap cells").set_defaults(func=cmd_stamp)
+    stamp_cmd = sub.add_parser("stamp", help="re-stamp badges and bootstrap cells (--slug, --ref: "
+                               "publish the course under another repository or tag)")
+    stamp_cmd.add_argument("--slug", help=f"GitHub repository 'owner/name' (now {REPO_SLUG})")
+    stamp_cmd.add_argument("--ref", help=f"branch or tag the notebooks belong to (now {REF})")
+    stamp_cmd.set_defaults(func=cmd_stamp)
     slides = sub.add_parser("slides", help="export notebooks as offline reveal.js decks into build/slides/")
     slides.add_argument("notebooks", nargs="*", help="default: every notebook, in order")
     slides.add_argument("--smoke", action="store_true", help="execute with COURSE_SMOKE=1 (tiny sizes)")
@@ -294,8 +376,8 @@ def main(argv=None) -> int:
     sub.add_parser("pin-revisions", help="record the current commit of every Hub repository a "
                    "lesson reads (needs the Hub)").set_defaults(func=cmd_pin_revisions)
     args, extra = parser.parse_known_args(argv)
-    args.bench_args = args.standin_args = extra
-    if extra and args.command not in ("test", "bench", "standin", "gpu-check"):
+    args.bench_args = args.standin_args = args.lab_args = extra
+    if extra and args.command not in ("lab", "test", "bench", "standin", "gpu-check"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest_args = extra
     return args.func(args)
