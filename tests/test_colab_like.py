@@ -48,6 +48,7 @@ def test_the_bootstrap_installs_on_colabs_libraries_and_lesson_01_runs(tmp_path)
     step = (f"import sys; sys.path.insert(0, {str(course)!r}); from tools import bootstrap; "
             f"bootstrap.install({str(course)!r})")
     installed = _run(python, "-c", step)
+    print(installed.stdout)  # what the bootstrap upgraded (pytest -s shows it)
     assert "Installed." in installed.stdout
     _run(python, "-m", "pip", "check")
     assert _run(python, "-m", "pip", "show", "torch").stdout == torch_before
