@@ -91,3 +91,41 @@ def test_tolerance_follows_the_dtype_and_peak_memory_is_nan_on_the_cpu():
         tolerance(torch.int64)
     reset_peak_memory("cpu")
     assert math.isnan(peak_memory_gb("cpu"))
+
+
+def test_needs_gpu_says_a_mac_has_a_gpu_this_cell_cannot_use(monkeypatch, capsys):
+    """The cells needs_gpu guards use CUDA itself (its memory counters, accelerate's fp16
+    training): on a Mac the skip says the Apple GPU is there but not supported, not "none found"."""
+    import utils.device as device_module
+
+    monkeypatch.setattr(device_module, "SETTINGS", Settings())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert needs_gpu("training SD 1.5") is False
+    assert capsys.readouterr().out == (
+        "Skipped on this machine: training SD 1.5 (needs a CUDA GPU: this Mac's Apple GPU (MPS) "
+        "is not supported by this cell).\n")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert needs_gpu("training SD 1.5") is False
+    assert capsys.readouterr().out == ("Skipped on this machine: training SD 1.5 (needs a CUDA "
+                                       "GPU; none found).\n")
+
+
+def test_attention_slicing_is_advised_on_apple_mps_under_64_gib(monkeypatch):
+    import utils.device as device_module
+    from utils.device import attention_slicing_advice, physical_memory_gib
+
+    assert attention_slicing_advice("mps", memory_gib=16) == \
+        "Apple MPS with 16 GiB of memory, under 64 GiB"
+    assert attention_slicing_advice("mps", memory_gib=63.9) is not None
+    assert attention_slicing_advice("mps", memory_gib=64) is None
+    assert attention_slicing_advice("mps", memory_gib=128) is None
+    for other in ("cuda", "cpu"):  # CUDA and the CPU have their own memory: no slicing by default
+        assert attention_slicing_advice(other, memory_gib=8) is None
+    # By default it reads this machine's memory; where the OS does not say, it slices to be safe.
+    memory = physical_memory_gib()
+    assert memory is None or memory > 0
+    monkeypatch.setattr(device_module, "physical_memory_gib", lambda: 8.0)
+    assert attention_slicing_advice("mps") == "Apple MPS with 8 GiB of memory, under 64 GiB"
+    monkeypatch.setattr(device_module, "physical_memory_gib", lambda: None)
+    assert attention_slicing_advice("mps") == "Apple MPS with an unknown amount of memory"

@@ -87,9 +87,11 @@ def describe_hardware(device: torch.device | str | None = None) -> str:
 def needs_gpu(reason: str) -> bool:
     """True on a CUDA GPU; otherwise print why the cell is skipped and return False.
 
-    Use it to guard a cell that cannot run on a CPU: ``if needs_gpu("SD 1.5 in fp16 needs ~4 GB"):``.
-    The test harness lists every such skip, so nothing is skipped silently. With
-    ``COURSE_GPU_CELLS=1`` the cell runs on this device anyway (the tests do, on a tiny stand-in).
+    Use it to guard a cell that needs CUDA itself (CUDA's memory counters, training in fp16 with
+    accelerate): ``if needs_gpu("SD 1.5 in fp16 needs ~4 GB"):``. An Apple GPU (MPS) runs the
+    lessons' pipelines but not these cells, and the skip says so. The test harness lists every
+    such skip, so nothing is skipped silently. With ``COURSE_GPU_CELLS=1`` the cell runs on this
+    device anyway (the tests do, on a tiny stand-in).
     """
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("needs_gpu needs a reason: say what the cell does and what it needs.")
@@ -98,8 +100,46 @@ def needs_gpu(reason: str) -> bool:
     if SETTINGS.gpu_cells:
         print(f"Running without a CUDA GPU (COURSE_GPU_CELLS=1): {reason.strip()}.")
         return True
-    print(f"{SKIP_MARK} {reason.strip()} (needs a CUDA GPU; none found).")
+    if torch.backends.mps.is_available():
+        why = "needs a CUDA GPU: this Mac's Apple GPU (MPS) is not supported by this cell"
+    else:
+        why = "needs a CUDA GPU; none found"
+    print(f"{SKIP_MARK} {reason.strip()} ({why}).")
     return False
+
+
+# diffusers' guide to Apple silicon: attention slicing is "recommended if your computer has
+# < 64 GB of RAM" (the GPU shares it; a Mac under memory pressure swaps and slows to a crawl).
+MPS_SLICING_BELOW_GIB = 64
+
+
+def physical_memory_gib() -> float | None:
+    """This machine's physical memory in GiB (on Apple silicon the GPU shares it), or None where
+    the operating system does not say (``os.sysconf`` is missing on Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def attention_slicing_advice(device: torch.device | str | None,
+                             memory_gib: float | None = None) -> str | None:
+    """Why Stable Diffusion should compute attention in slices on ``device``, or None if it need
+    not: on Apple MPS with less than 64 GiB of memory, as diffusers' guide advises.
+
+    Args:
+        device: where the pipeline runs (None: ``get_device()``).
+        memory_gib: the memory to decide for (None: this machine's, ``physical_memory_gib()``).
+    """
+    device = _as_device(device)
+    if device.type != "mps":
+        return None
+    memory = physical_memory_gib() if memory_gib is None else memory_gib
+    if memory is None:
+        return "Apple MPS with an unknown amount of memory"
+    if memory >= MPS_SLICING_BELOW_GIB:
+        return None
+    return f"Apple MPS with {memory:.0f} GiB of memory, under {MPS_SLICING_BELOW_GIB} GiB"
 
 
 def reset_peak_memory(device: torch.device | str | None = None) -> None:

@@ -5,11 +5,14 @@
     needs_hub(repo)         True when the repository can be had (a local folder, in the cache, or the
                             Hub answers); otherwise print why the cell is skipped, like ``needs_gpu``
     hub_folder(repo)        the local folder holding a repository: the cache first, then a download
+    download_command(repo)  the `hf download` command for just the files a lesson loads
+    hub_problem(error)      what went wrong with the Hub (rate limit, no answer), or None
     pin_revisions()         ask the Hub for each repository's current commit and record it
 
 A repository in the local cache loads with no network at all, so a machine that downloaded it once
 (or holds the stand-ins ``python course.py standin`` writes) runs every lesson offline.
 """
+import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -43,9 +46,29 @@ HUB_REPOS = {
 }
 
 
+# The files a lesson loads, as `hf download --include` patterns, where that is much less than the
+# whole repository: SD 1.5's configs, tokenizer and one copy of its weights (about 2.7 GB in fp16)
+# rather than every checkpoint it holds (fp32, non-EMA, .ckpt and .bin: tens of GB).
+INCLUDE = {
+    ("stable-diffusion-v1-5/stable-diffusion-v1-5", "fp16"): (
+        "*.json", "*.txt", "*.fp16.safetensors"),
+    ("stable-diffusion-v1-5/stable-diffusion-v1-5", None): (
+        "*.json", "*.txt", "*/model.safetensors", "*/diffusion_pytorch_model.safetensors"),
+}
+# A token is optional: it lifts the anonymous rate limit that shared addresses (Colab's) hit.
+TOKEN_HOW = ("on Colab click the key icon (Secrets) and add HF_TOKEN; elsewhere run "
+             "`hf auth login` or set HF_TOKEN")
+
+
+# The values huggingface_hub reads as true (its constants.ENV_VARS_TRUE_VALUES), in any case.
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
 def offline() -> bool:
-    """True when HF_HUB_OFFLINE asks huggingface_hub never to reach the Hub."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """True when HF_HUB_OFFLINE asks huggingface_hub never to reach the Hub, read as the library
+    reads it: 1, true, yes or on, in any case (TRANSFORMERS_OFFLINE when HF_HUB_OFFLINE is unset)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in _TRUE
 
 
 def _describe(repo: str) -> str:
@@ -127,10 +150,70 @@ def hub_folder(repo: str) -> Path:
     if not hub_reachable():
         raise RuntimeError(f"{_describe(repo)} is not in the local cache and the Hugging Face Hub "
                            f"cannot be reached. {_directions(repo)}")
-    return Path(snapshot_download(repo, repo_type=_kind(repo), revision=revision(repo)))
+    try:
+        return Path(snapshot_download(repo, repo_type=_kind(repo), revision=revision(repo)))
+    except Exception as err:
+        problem = hub_problem(err)
+        if problem is None:
+            raise
+        raise RuntimeError(f"Cannot download {_describe(repo)}: {problem}. {what_to_do(repo)}"
+                           ) from err
 
 
-def _directions(repo: str) -> str:
-    dataset = " --repo-type dataset" if _kind(repo) == "dataset" else ""
+def download_command(repo: str, variant: str | None = "fp16") -> str:
+    """The `hf download` command for the files a lesson loads from ``repo`` (its weights in
+    ``variant``: "fp16", or None for the full-precision ones), at its pinned revision."""
+    command = f"hf download {repo}"
+    if _kind(repo) == "dataset":
+        command += " --repo-type dataset"
+    if revision(repo):
+        command += f" --revision {revision(repo)}"
+    # One --include per pattern: `--include "*.json" "*.txt"` would take "*.txt" for a file name.
+    return command + "".join(f' --include "{p}"' for p in INCLUDE.get((repo, variant), ()))
+
+
+def _directions(repo: str, variant: str | None = "fp16") -> str:
     return (f"Run this lesson where there is internet (Colab), or download it once with "
-            f"`hf download {repo}{dataset}` where there is.")
+            f"`{download_command(repo, variant)}` where there is (a Hugging Face token is "
+            f"optional and lifts the anonymous rate limit: {TOKEN_HOW}).")
+
+
+def what_to_do(repo: str, variant: str | None = "fp16") -> str:
+    """What a learner can do when the Hub refused or did not answer a download of ``repo``."""
+    return ("What to do: wait a few minutes and run the cell again; add a Hugging Face token, "
+            "which is optional and lifts the anonymous rate limit that shared addresses such as "
+            f"Colab's hit ({TOKEN_HOW}); or download it once with "
+            f"`{download_command(repo, variant)}`.")
+
+
+def _no_answer_errors() -> tuple[type[BaseException], ...]:
+    """Python's and the HTTP library's errors for a connection that failed or timed out:
+    huggingface_hub 2 uses httpx2, 1.x uses httpx (its TransportError covers both kinds)."""
+    errors = [TimeoutError, ConnectionError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def hub_problem(error: BaseException) -> str | None:
+    """What went wrong with the Hub behind ``error`` (or the errors it was raised from): a rate
+    limit, an error on the Hub's side, or no answer in time; None when it is none of these (a
+    missing repository, a broken file: those errors say what they are themselves)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    no_answer, seen = _no_answer_errors(), set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status == 429:
+            return "the Hugging Face Hub is rate limiting this address (HTTP 429 Too Many Requests)"
+        if isinstance(error, HfHubHTTPError) and status is not None and status >= 500:
+            return f"the Hugging Face Hub is unavailable (HTTP {status})"
+        if isinstance(error, no_answer):
+            return (f"the Hugging Face Hub did not answer in time or could not be reached "
+                    f"({type(error).__name__})")
+        error = error.__cause__ or error.__context__
+    return None

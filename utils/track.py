@@ -1,4 +1,5 @@
-"""The model track: real Stable Diffusion 1.5 on a GPU with the Hub, or MiniSD on any CPU offline.
+"""The model track: real Stable Diffusion 1.5 on a GPU (from the Hub or the local cache), or
+MiniSD on any CPU offline.
 
 ``load_pipeline()`` is the one place a lesson gets its pipeline. Same diffusers classes, same
 ``from_pretrained`` code on both tracks; only the folder or hub id differs.
@@ -13,9 +14,10 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from .checks import check_int, check_json_file, check_number, check_safetensors
-from .device import _as_device, get_device, get_dtype
+from .device import _as_device, attention_slicing_advice, get_device, get_dtype
 from .minisd import MINISD_PATH  # defined once, beside the package that trains it
-from .hub import offline, revision
+from .hub import (TOKEN_HOW, cached_folder, download_command, hub_problem, offline, revision,
+                  what_to_do)
 from .settings import SETTINGS
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -44,7 +46,8 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
 
     Args:
         model: ``"mini"``, ``"sd15"``, a hub id or a local folder; None reads ``COURSE_MODEL``
-            and otherwise chooses real SD when a GPU and the Hub are both reachable, else MiniSD.
+            and otherwise chooses real SD on a GPU (CUDA or Apple MPS) when SD 1.5 is in the local
+            cache or the Hub is reachable, else MiniSD.
 
     Returns:
         ``(track, source, reason)``: track is ``"sd"`` or ``"mini"``; source the hub id or folder.
@@ -84,9 +87,13 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
     device = get_device()
     if device.type == "cpu":
         return "mini", str(MINISD_PATH), "no GPU found, so the CPU-sized MiniSD"
-    if not hub_reachable():
-        return "mini", str(MINISD_PATH), f"{device.type} GPU found but the Hugging Face Hub is unreachable"
-    return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
+    if cached_folder(SD15_ID) is not None:  # loads with no network at all
+        return "sd", SD15_ID, f"{device.type} GPU found and SD 1.5 is in the local cache"
+    if hub_reachable():
+        return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
+    why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable"
+    return "mini", str(MINISD_PATH), (f"{device.type} GPU found but {why} and SD 1.5 is not in the "
+                                      "local cache")
 
 
 def sd_model() -> str:
@@ -142,6 +149,15 @@ def _check_pipeline_folder(folder: Path, track: str) -> None:
             check_safetensors(file, rebuild)
 
 
+class HubUnavailable(RuntimeError):
+    """A model that is not in the local cache could not be had from the Hub: it is unreachable,
+    refused (rate limit) or did not answer in time. ``why`` says which, in a few words."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
+
+
 def _load_sd(source: str, pipeline_class, dtype: torch.dtype, components: dict):
     kwargs = {"dtype": dtype, **components}
     if Path(source).exists():
@@ -150,18 +166,43 @@ def _load_sd(source: str, pipeline_class, dtype: torch.dtype, components: dict):
     kwargs["revision"] = revision(source)  # None unless utils.hub pins it
     if source == SD15_ID and dtype in (torch.float16, torch.bfloat16):
         kwargs["variant"] = "fp16"  # half the download (bf16 is cast from it)
+    variant = kwargs.get("variant")
     try:  # weights already in the local cache load with no network at all
         return pipeline_class.from_pretrained(source, local_files_only=True, **kwargs)
     except (OSError, ValueError):
         pass
     if not hub_reachable():
-        raise RuntimeError(
-            f"Cannot load {source!r}: it is not in the local cache and the Hugging Face Hub is "
-            "unreachable from here. Run this lesson on Colab (Runtime > Change runtime type > GPU), "
-            "or download it once where you have internet (`hf auth login`, then "
-            f"`hf download {source}`) or pass a local folder; or use model='mini' for MiniSD."
-        )
-    return pipeline_class.from_pretrained(source, **kwargs)
+        why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable from here"
+        raise HubUnavailable(
+            f"Cannot load {source!r}: it is not in the local cache and {why}. Run this lesson on "
+            "Colab (Runtime > Change runtime type > GPU), or download it once where you have "
+            f"internet (`{download_command(source, variant)}`; a Hugging Face token is optional "
+            f"and lifts the anonymous rate limit: {TOKEN_HOW}) or pass a local folder; or use "
+            "model='mini' for MiniSD.", why=f"it is not in the local cache and {why}")
+    try:
+        return pipeline_class.from_pretrained(source, **kwargs)
+    except Exception as err:  # a rate limit or a slow Hub: one clear message, not an HTTP trace
+        problem = hub_problem(err)
+        if problem is None:
+            raise
+        raise HubUnavailable(f"Cannot download {source!r}: {problem}. "
+                             f"{what_to_do(source, variant)} Or use model='mini' for MiniSD, "
+                             "which needs no download.",
+                             why=f"{problem} (run the cell again later, or add an HF_TOKEN)"
+                             ) from err
+
+
+def _load_mini(source: str, pipeline_class, dtype: torch.dtype, components: dict):
+    """MiniSD from its folder (or a tiny random pipeline before it is shipped), and what it is."""
+    if (Path(source) / "model_index.json").exists():
+        _check_pipeline_folder(Path(source), "mini")
+        pipe = pipeline_class.from_pretrained(source, dtype=dtype, **components)
+        return pipe, f"MiniSD ({os.path.relpath(source, REPO_ROOT)})"
+    pipe = tiny_random_pipeline(pipeline_class)
+    if dtype != torch.float32:
+        pipe = pipe.to(dtype=dtype)
+    return pipe, ("a TINY RANDOMLY INITIALISED pipeline (MiniSD is not shipped yet, so images are "
+                  "noise-like; the code path is the real one)")
 
 
 def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeline,
@@ -173,11 +214,15 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
         model: see ``choose_track`` (None: ``COURSE_MODEL`` or automatic).
         pipeline_class: e.g. ``StableDiffusionImg2ImgPipeline``; default text-to-image.
         device, dtype: default ``get_device()`` and ``get_dtype()``: fp16 on GPUs, fp32 on the CPU.
+            SD on Apple MPS with less than 64 GiB of memory computes attention in slices, as
+            diffusers advises (``attention_slicing_advice``); the printed line says so.
         components: parts to use instead of loading them, as ``from_pretrained`` takes them:
             ``vae=other.vae`` shares a part already in memory (and skips its download).
 
     Returns:
         The pipeline, moved to ``device``, with a ``course_track`` attribute: ``"sd"`` or ``"mini"``.
+        When the track was chosen automatically and the Hub refuses or does not answer, it is
+        MiniSD, and the printed line says why; a model asked for by name raises instead.
     """
     _check_pipeline_class(pipeline_class)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -186,26 +231,27 @@ def load_pipeline(model: str | None = None, pipeline_class=StableDiffusionPipeli
     device = _as_device(device)
     track, source, reason = choose_track(model)
     dtype = dtype or get_dtype(device)
+    if track == "sd":
+        try:
+            pipe, what = _load_sd(source, pipeline_class, dtype, components), source
+        except HubUnavailable as err:
+            if model is not None or SETTINGS.model:
+                raise  # a model asked for by name: say why it is missing, never swap it
+            track, source = "mini", str(MINISD_PATH)
+            reason = (f"{get_device().type} GPU found, but SD 1.5 could not be loaded: {err.why}; "
+                      "so MiniSD instead, and model='sd15' shows the whole message")
     if track == "mini":
-        if (Path(source) / "model_index.json").exists():
-            _check_pipeline_folder(Path(source), "mini")
-            pipe = pipeline_class.from_pretrained(source, dtype=dtype, **components)
-            what = f"MiniSD ({os.path.relpath(source, REPO_ROOT)})"
-        else:
-            pipe = tiny_random_pipeline(pipeline_class)
-            if dtype != torch.float32:
-                pipe = pipe.to(dtype=dtype)
-            what = ("a TINY RANDOMLY INITIALISED pipeline (MiniSD is not shipped yet, so images are "
-                    "noise-like; the code path is the real one)")
-    else:
-        pipe = _load_sd(source, pipeline_class, dtype, components)
-        what = source
+        pipe, what = _load_mini(source, pipeline_class, dtype, components)
     if stand_in(pipe):
         what = (f"a STAND-IN for {stand_in(pipe)} with RANDOM weights (not the model: its "
                 "images are noise)")
     # diffusers warns that fp16 "cannot run" on a CPU: it runs (slowly), and the line below says
     # which device and dtype were chosen.
     pipe = pipe.to(device, silence_dtype_warnings=True)
+    slicing = attention_slicing_advice(device) if track == "sd" else None
+    if slicing:
+        pipe.enable_attention_slicing()
+        reason += f"; attention slicing on: {slicing}, as diffusers advises"
     pipe.set_progress_bar_config(disable=SETTINGS.smoke)
     pipe.course_track = track
     if verbose:
