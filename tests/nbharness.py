@@ -5,9 +5,11 @@ list of cells skipped on this machine (with their reasons).
 Every notebook runs in several configurations (``--notebook-configs``, default all of
 ``CONFIGS``): nbval's own run is ``mini-fp32`` (MiniSD as a CPU learner gets it), and this plugin
 adds the same notebook with other settings in the kernel's environment, so the path a GPU learner
-takes (SD 1.5 in fp16) fails here rather than in class.
+takes (SD 1.5 in fp16) fails here rather than in class. Each run's kernel saves its training runs
+into an empty temporary folder of its own (``COURSE_OUTPUT_DIR``), unless one is set for the suite.
 """
 import os
+import tempfile
 from collections import defaultdict
 
 import pytest
@@ -18,6 +20,7 @@ from tools.notebooks import (TRACK_CALLS, kernel_env, notebook_code, outcome_pro
 
 _seconds = defaultdict(float)
 _skips = {}
+_outputs = None  # a TemporaryDirectory holding every notebook run's COURSE_OUTPUT_DIR
 # Each configuration: what it stands for, the kernel environment on top of the suite's own, and
 # the calls a notebook must make for the configuration to change anything in it (a notebook that
 # never loads a pipeline, asks for a dtype or a GPU runs the same in all of them, so only once).
@@ -59,6 +62,32 @@ def _configs(config) -> list[str]:
 def pytest_configure(config):
     # nbval starts each kernel from this process, so the kernel inherits this environment.
     os.environ.update(kernel_env(smoke=os.environ.get("COURSE_SMOKE", "1") != "0"))
+
+
+def pytest_unconfigure(config):
+    if _outputs is not None:
+        _outputs.cleanup()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """A notebook's kernel starts with its first cell's setup: give that run an empty
+    COURSE_OUTPUT_DIR of its own (removed at the end of the session), so runs leave nothing in the
+    repository and never continue each other's training. A COURSE_OUTPUT_DIR set for the suite is
+    kept: runs then share it, as a learner's reruns do."""
+    global _outputs
+    notebook = item.parent
+    if not isinstance(notebook, IPyNbFile) or notebook.kernel is not None \
+            or os.environ.get("COURSE_OUTPUT_DIR"):
+        yield
+        return
+    _outputs = _outputs or tempfile.TemporaryDirectory(prefix="notebook-outputs-")
+    run = f"{notebook.path.stem}-{getattr(notebook, 'configuration', 'mini-fp32')}-"
+    os.environ["COURSE_OUTPUT_DIR"] = tempfile.mkdtemp(prefix=run, dir=_outputs.name)
+    try:
+        yield
+    finally:
+        del os.environ["COURSE_OUTPUT_DIR"]
 
 
 def _stand_in_env(name: str) -> dict:

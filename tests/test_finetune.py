@@ -2,8 +2,11 @@
 
 What is checked: only the new token's row changes; saved files reload with diffusers' own loaders
 and give the same images; an interrupted run resumes to exactly the result of an uninterrupted
-one; finished output is never overwritten without asking; a wrong-sized embedding file is refused
-with a message that names both sizes; checkpoints are safetensors and JSON only.
+one; finished output is never overwritten without asking, and a finished run of the same recipe
+is loaded (on MiniSD: the same images as the trained pipeline) rather than trained again; where
+outputs go (COURSE_OUTPUT_DIR, Google Drive, build/outputs) and one folder per recipe; a
+wrong-sized embedding file is refused with a message that names both sizes; checkpoints are
+safetensors and JSON only.
 """
 import json
 
@@ -89,12 +92,113 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, stop):
 
 
 def test_finished_output_is_not_overwritten_without_asking(tmp_path):
-    train_ti(fresh_pipe(), tmp_path / "run")
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    first = train_ti(fresh_pipe(), tmp_path / "run")
+    again = train_ti(fresh_pipe(), tmp_path / "run")  # the same recipe: loaded, not trained
+    assert again.reused and again.losses == first.losses and again.final == first.final
+    with pytest.raises(FileExistsError, match=r"other settings \(lr: 0.01 then, 0.02 now\).*"
+                                              "overwrite=True"):
+        train_ti(fresh_pipe(), tmp_path / "run", lr=0.02)
+    retrained = train_ti(fresh_pipe(), tmp_path / "run", overwrite=True)
+    assert retrained.resumed_from == 0 and not retrained.reused
+    (tmp_path / "run" / "training.json").unlink()  # a result with no record of how it was made
+    with pytest.raises(FileExistsError, match="no record of its settings"):
         train_ti(fresh_pipe(), tmp_path / "run")
-    assert train_ti(fresh_pipe(), tmp_path / "run", overwrite=True).resumed_from == 0
     first, second = finetune.new_output_dir("x", tmp_path), finetune.new_output_dir("x", tmp_path)
     assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_output_root_follows_the_setting_then_drive_then_the_repository(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    monkeypatch.setattr(finetune, "DRIVE", tmp_path / "drive" / "MyDrive")
+    assert finetune.output_root() == finetune.LOCAL_OUTPUTS  # no Drive mounted
+    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)  # as after drive.mount on Colab
+    assert finetune.output_root() == tmp_path / "drive" / "MyDrive" / "diffusion-course" / "outputs"
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "mine"))  # set in a running kernel
+    assert finetune.output_root() == tmp_path / "mine"
+    assert finetune.new_output_dir("lesson").parent == tmp_path / "mine"
+
+
+def test_one_folder_per_recipe_says_what_an_earlier_run_left(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    recipe = {"steps": 6, "lr": 0.01, "prompts": ["a", "b"]}
+    folder = finetune.recipe_dir("sd", recipe)
+    assert folder == tmp_path / "sd-4ab34d20"  # a hash of the JSON: the same in every process
+    assert capsys.readouterr().out == f"New folder for this recipe: {folder}\n"
+    assert json.loads((folder / "recipe.json").read_text()) == recipe
+    train_ti(fresh_pipe(), folder / "ti")
+
+    def interrupt(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_ti(fresh_pipe(), folder / "ti2", callback=interrupt)
+    capsys.readouterr()
+    assert finetune.recipe_dir("sd", dict(reversed(recipe.items()))) == folder  # key order: same
+    assert capsys.readouterr().out == (f"Continuing this recipe's earlier run in {folder}: "
+                                       f"ti finished ({STEPS} steps); ti2 interrupted at step 2\n")
+    assert finetune.recipe_dir("sd", {**recipe, "lr": 0.02}) != folder
+
+
+def mini_pipe():
+    from utils import load_pipeline
+
+    pipe = load_pipeline("mini", verbose=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def train_on_mini(kind: str, pipe, out_dir, lr: float = 1e-2):
+    """A few steps of ``kind`` on MiniSD: the result, and a prompt that shows what it learned."""
+    images = examples(2)
+    if kind == "textual_inversion":
+        return finetune.train_textual_inversion(
+            pipe, images, ["a <purple> three"] * 2, "<purple>", "blue", out_dir, steps=3, lr=lr,
+            batch_size=2, progress=False), "a <purple> three"
+    return finetune.train_dreambooth(
+        pipe, images, "a sks seven", out_dir, steps=2, lr=lr, batch_size=2, progress=False,
+        lora_rank=2 if kind == "dreambooth_lora" else None), "a sks seven"
+
+
+@pytest.mark.parametrize("kind", ["textual_inversion", "dreambooth", "dreambooth_lora"])
+def test_a_finished_run_of_the_same_recipe_is_loaded_not_trained_again(tmp_path, kind, capsys):
+    """As on a rerun after a disconnect: a fresh MiniSD, the same call, the same folder."""
+    trained = mini_pipe()
+    first, prompt = train_on_mini(kind, trained, tmp_path / kind)
+    again_pipe = mini_pipe()  # as after a kernel restart
+    capsys.readouterr()
+    again, _ = train_on_mini(kind, again_pipe, tmp_path / kind)
+    assert capsys.readouterr().out == (f"Already trained in {tmp_path / kind}: loaded its result; "
+                                       "pass overwrite=True to train again.\n")
+    assert again.reused and not first.reused and again.losses == first.losses
+    assert again.final == first.final
+    expected, loaded = images_of(trained, prompt), images_of(again_pipe, prompt)
+    assert not np.array_equal(loaded, images_of(mini_pipe(), prompt)), "nothing was loaded"
+    if kind == "dreambooth_lora":  # peft's adapter added in training, diffusers' loaded one
+        assert np.allclose(loaded, expected, atol=1e-5)
+    else:
+        assert np.array_equal(loaded, expected)
+    with pytest.raises(FileExistsError, match=r"other settings \(lr: 0.01 then, 0.02 now\)"):
+        train_on_mini(kind, mini_pipe(), tmp_path / kind, lr=0.02)
+
+
+def test_class_images_are_drawn_once_and_kept(tmp_path):
+    pipe, calls = fresh_pipe(), []
+
+    def counted(prompts, **kwargs):  # the pipeline, counting the images asked of it
+        calls.append(len(prompts))
+        return pipe(prompts, **kwargs)
+
+    drawn = finetune.draw_class_images(counted, "a dog", 3, tmp_path / "class", batch_size=2,
+                                       num_inference_steps=2)
+    assert calls == [2, 1]
+    assert sorted(p.name for p in (tmp_path / "class").iterdir()) == ["0000.png", "0001.png",
+                                                                     "0002.png"]
+    (tmp_path / "class" / "0001.png").unlink()  # as if interrupted while drawing
+    again = finetune.draw_class_images(counted, "a dog", 3, tmp_path / "class", batch_size=2,
+                                       num_inference_steps=2)
+    assert calls == [2, 1, 1]  # only the missing image was drawn again, from its own seed
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(drawn, again))
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

@@ -92,6 +92,13 @@ DEPRECATED = (
     "pipe('a red seven', num_inference_steps=1, height=32, width=32,\n"
     "     callback=lambda step, t, latents: None, callback_steps=1)"
 )
+# Each run's kernel gets an empty output folder of its own, outside the repository (get_dtype
+# makes both configurations run it: a folder shared between runs would hold the first's marker).
+OWN_OUTPUTS = (
+    "import os\nfrom pathlib import Path\nfrom utils import get_dtype\nprint(get_dtype())\n"
+    f"folder = Path(os.environ['COURSE_OUTPUT_DIR'])\nassert {str(ROOT)!r} not in str(folder)\n"
+    "assert folder.is_dir() and not any(folder.iterdir()), folder\n(folder / 'marker').touch()"
+)
 
 
 def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
@@ -103,11 +110,13 @@ def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
                           "raise ValueError('broken lesson')", FIGURE),
         "deprecated": _lesson("print('hello')", DEPRECATED, FIGURE),
         "nothing": _lesson("x = 1", "y = 2"),
+        "outputs": _lesson(OWN_OUTPUTS, "print(folder)", FIGURE),
     }
     for key, (_, nb) in notebooks.items():
         (tmp_path / f"{key}.ipynb").write_text(json.dumps(nb))
     report = tmp_path / "report.xml"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("COURSE_OUTPUT_DIR", None)
     subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.nbharness", "--nbval-lax", "-p", "no:cacheprovider",
          "--notebook-configs", "mini-fp32,mini-fp16",
@@ -126,6 +135,22 @@ def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
     assert sum("broken lesson" in m for m in failed.get("raises", [])) == 2, failed  # both configs
     assert any("FutureWarning" in m and "callback" in m for m in failed.get("deprecated", [])), failed
     assert any("did too little" in m for m in failed.get("nothing", [])), failed
+    assert "outputs" not in failed, failed.get("outputs")
+
+
+def test_a_notebook_run_saves_into_a_folder_of_its_own(tmp_path, monkeypatch):
+    from tools.notebooks import own_output_dir
+
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    with own_output_dir("08_lesson") as folder:
+        assert os.environ["COURSE_OUTPUT_DIR"] == folder and Path(folder).is_dir()
+        assert not Path(folder).is_relative_to(ROOT)
+        (Path(folder) / "run").mkdir()
+    assert not Path(folder).exists() and "COURSE_OUTPUT_DIR" not in os.environ
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))  # chosen: kept, and shared by runs
+    with own_output_dir("08_lesson") as folder:
+        (Path(folder) / "run").mkdir()
+    assert (tmp_path / "run").is_dir() and os.environ["COURSE_OUTPUT_DIR"] == str(tmp_path)
 
 
 def test_each_configuration_runs_the_notebooks_it_can_change():

@@ -3,8 +3,10 @@
 Used by ``python course.py execute``, the GPU check, the benchmarks and the test suite (whose
 convention checks on stored notebooks live in tests/harness.py).
 """
+import contextlib
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,13 +74,32 @@ def kernel_env(smoke: bool) -> dict:
     return env
 
 
+@contextlib.contextmanager
+def own_output_dir(name: str):
+    """Give the notebook run about to start an empty ``COURSE_OUTPUT_DIR`` of its own (a temporary
+    folder, removed afterwards), so runs leave nothing in the repository and never continue each
+    other's training. A ``COURSE_OUTPUT_DIR`` set already is kept: runs then share it, as a
+    learner's reruns do."""
+    if os.environ.get("COURSE_OUTPUT_DIR"):
+        yield os.environ["COURSE_OUTPUT_DIR"]
+        return
+    with tempfile.TemporaryDirectory(prefix=f"{name}-outputs-") as folder:
+        os.environ["COURSE_OUTPUT_DIR"] = folder
+        try:
+            yield folder
+        finally:
+            os.environ.pop("COURSE_OUTPUT_DIR", None)
+
+
 def execute_notebook(path: Path, out_path: Path, smoke: bool, timeout: int = 1800,
                      env: dict | None = None, setup: str | None = None,
                      probe: str | None = None) -> dict:
     """Run a notebook top to bottom in a fresh kernel, save the executed copy, and measure it.
 
     Args:
-        env: more environment for the kernel (a model track, a dtype, a Hub cache).
+        env: more environment for the kernel (a model track, a dtype, a Hub cache). Without a
+            ``COURSE_OUTPUT_DIR`` here or in this process's environment, the run saves into a
+            temporary folder of its own (``own_output_dir``).
         setup, probe: code run in the kernel before the first cell and after the last, left out
             of the saved copy; the probe prints one line of JSON, returned as ``probe``.
 
@@ -97,7 +118,7 @@ def execute_notebook(path: Path, out_path: Path, smoke: bool, timeout: int = 180
     os.environ.update(kernel_env(smoke))  # the kernel inherits this process's environment
     os.environ.update(env or {})
     try:
-        with client.setup_kernel():
+        with own_output_dir(path.stem), client.setup_kernel():
             try:
                 if setup:
                     _run_hidden(client, nb, setup)

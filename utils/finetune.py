@@ -3,7 +3,10 @@
     train_textual_inversion(pipe, images, prompts, token, ...)   learn one new token's embedding
     train_dreambooth(pipe, images, prompt, ...)                  fine-tune the U-Net (or LoRA) on one subject
     save_embedding(pipe, token, path) / load_embedding(pipe, path)   diffusers' textual-inversion file
+    output_root()                                                where runs go (COURSE_OUTPUT_DIR)
     new_output_dir(name)                                         a fresh folder: a rerun never overwrites
+    recipe_dir(name, recipe)                                     a folder per recipe: reruns go on
+    draw_class_images(pipe, prompt, count, folder)               class images, drawn once, kept
     encode_images(pipe, images), diffusion_loss(...)             the pieces every step is made of
 
 Both trainers work on any ``StableDiffusionPipeline`` (MiniSD on a CPU, SD 1.5 on a GPU), in any
@@ -11,9 +14,11 @@ dtype: trained weights are kept in fp32 while they learn and given back in the p
 ``accelerate`` runs the steps in the pipeline's precision (fp16 mixed precision on a GPU). They keep
 a resumable checkpoint in ``out_dir/checkpoint`` (safetensors and JSON, no pickle): call the same
 function again after an interruption and it goes on from there. A folder that holds a finished run
-is never overwritten unless ``overwrite=True``.
+is never overwritten unless ``overwrite=True``: called again with the same recipe, a trainer loads
+that run's result into the pipeline instead of training again; with another recipe it refuses.
 """
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -28,16 +33,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-OUTPUT_ROOT = Path(__file__).resolve().parents[1] / "build" / "outputs"
+LOCAL_OUTPUTS = Path(__file__).resolve().parents[1] / "build" / "outputs"
+DRIVE = Path("/content/drive/MyDrive")  # where Google Drive appears on Colab once mounted
+DRIVE_OUTPUTS = "diffusion-course/outputs"  # the course's folder in it
 EMBEDDING_FILE = "learned_embeds.safetensors"  # the name diffusers' training script uses
 LORA_FILE = "pytorch_lora_weights.safetensors"
 # What some text encoders' token embeddings measure, to name the model a wrong-sized file is for.
 KNOWN_WIDTHS = {768: "SD 1.x (CLIP ViT-L/14)", 1024: "SD 2.x (OpenCLIP ViT-H/14)",
                 1280: "SDXL's second text encoder", 64: "MiniSD"}
 
-__all__ = ["OUTPUT_ROOT", "TrainResult", "new_output_dir", "encode_images", "diffusion_loss",
-           "add_token", "train_textual_inversion", "save_embedding", "load_embedding",
-           "check_embedding_file", "train_dreambooth"]
+__all__ = ["TrainResult", "output_root", "new_output_dir", "recipe_dir", "encode_images",
+           "diffusion_loss", "add_token", "train_textual_inversion", "save_embedding",
+           "load_embedding", "check_embedding_file", "draw_class_images", "train_dreambooth"]
 
 
 @dataclass
@@ -48,11 +55,28 @@ class TrainResult:
     resumed_from: int = 0      # the step a checkpoint was found at (0: a fresh start)
     seconds: float = 0.0       # wall time of this call
     final: Path | None = None  # the finished artefact: an embedding file, a U-Net or LoRA folder
+    reused: bool = False       # True: a finished run of the same recipe was loaded, not trained
 
 
-def new_output_dir(name: str, root: str | Path = OUTPUT_ROOT) -> Path:
-    """A new empty folder ``root/name-1`` (or ``-2``, ``-3``, ... if taken): nothing is overwritten."""
-    root = Path(root)
+def output_root() -> Path:
+    """Where training runs are saved, decided at each call (so mounting Drive in a running notebook
+    counts): ``COURSE_OUTPUT_DIR`` if set; else, with Google Drive mounted on Colab,
+    ``MyDrive/diffusion-course/outputs``, which outlives the Colab machine; else ``build/outputs``
+    in the course folder."""
+    from .settings import Settings
+
+    chosen = Settings.from_env().output_dir
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    if DRIVE.is_dir():
+        return DRIVE / DRIVE_OUTPUTS
+    return LOCAL_OUTPUTS
+
+
+def new_output_dir(name: str, root: str | Path | None = None) -> Path:
+    """A new empty folder ``root/name-1`` (or ``-2``, ``-3``, ... if taken): nothing is overwritten.
+    ``root`` defaults to ``output_root()``."""
+    root = Path(root or output_root())
     root.mkdir(parents=True, exist_ok=True)
     for i in count(1):
         path = root / f"{name}-{i}"
@@ -61,6 +85,32 @@ def new_output_dir(name: str, root: str | Path = OUTPUT_ROOT) -> Path:
             return path
         except FileExistsError:
             continue
+
+
+def recipe_dir(name: str, recipe: dict, root: str | Path | None = None) -> Path:
+    """The folder of one recipe, ``root/name-<hash of the recipe>`` (``root`` defaults to
+    ``output_root()``): the same recipe always gives the same folder, so running the same cells
+    again (after a disconnect, or a kernel restart) resumes an interrupted training run there and
+    loads a finished one; a changed recipe gives another folder. Prints one line saying whether the
+    folder is new or what the earlier run left in it. ``recipe``: a dict of JSON-able settings."""
+    text = json.dumps(recipe, sort_keys=True, default=str)
+    path = Path(root or output_root()) / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    if not path.exists():
+        path.mkdir(parents=True)
+        (path / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True, default=str))
+        print(f"New folder for this recipe: {path}")
+        return path
+    runs = []
+    for run in sorted(p for p in path.iterdir() if p.is_dir()):
+        if (run / "training.json").exists():
+            steps = json.loads((run / "training.json").read_text())["steps"]
+            runs.append(f"{run.name} finished ({steps} steps)")
+        elif (run / "checkpoint" / "state.json").exists():
+            step = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+            runs.append(f"{run.name} interrupted at step {step}")
+    print(f"Continuing this recipe's earlier run in {path}: "
+          f"{'; '.join(runs) or 'nothing trained in it yet'}")
+    return path
 
 
 # ---------------------------------------------------------------- the pieces of one training step
@@ -125,18 +175,41 @@ def diffusion_loss(pipe, latents: torch.Tensor, text_embeddings: torch.Tensor,
 
 
 # ---------------------------------------------------------------- output folders and checkpoints
-def _start(out_dir, final: Path, overwrite: bool) -> Path:
-    out_dir = Path(out_dir)
-    if final.exists() or (out_dir / "training.json").exists():
+def _differences(old: dict, new: dict, ignore=()) -> str:
+    """"lr: 0.01 then, 0.5 now, ..." for the settings that differ ("" if none do)."""
+    return ", ".join(f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in new.items()
+                     if k not in ignore and old.get(k) != v)
+
+
+def _start(out_dir: Path, final: Path, recipe: dict, overwrite: bool) -> dict | None:
+    """Make ``out_dir`` ready to train into (or to resume in), and return None; or, when it holds a
+    finished run of this same recipe, return that run's record (training.json) to load instead."""
+    record_file = out_dir / "training.json"
+    if final.exists() or record_file.exists():
         if not overwrite:
+            record = json.loads(record_file.read_text()) if record_file.exists() else None
+            if record is None:
+                what = f"({final.name}) with no record of its settings (training.json)"
+            elif changed := _differences(record["recipe"], json.loads(json.dumps(recipe))):
+                what = f"made with other settings ({changed})"
+            elif not final.exists():
+                what = f"whose result {final.name} is missing"
+            else:
+                return record
             raise FileExistsError(
-                f"{out_dir} already holds a finished run ({final.name}). Pass overwrite=True to "
-                "replace it, or train into a new folder (utils.finetune.new_output_dir).")
+                f"{out_dir} already holds a finished run {what}. Pass overwrite=True to replace "
+                "it, or train into another folder (utils.finetune.recipe_dir or new_output_dir).")
         shutil.rmtree(out_dir)
     elif overwrite and (out_dir / "checkpoint").exists():
         shutil.rmtree(out_dir / "checkpoint")  # overwrite=True also means: do not resume
     out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
+    return None
+
+
+def _reused(out_dir: Path, final: Path, record: dict) -> TrainResult:
+    print(f"Already trained in {out_dir}: loaded its result; pass overwrite=True to train again.")
+    return TrainResult(out_dir, record["losses"], resumed_from=record["resumed_from"],
+                       final=final, reused=True)
 
 
 def _save_checkpoint(folder: Path, params: dict, optimizer, generator, losses, recipe) -> None:
@@ -159,10 +232,8 @@ def _save_checkpoint(folder: Path, params: dict, optimizer, generator, losses, r
 
 def _load_checkpoint(folder: Path, params: dict, optimizer, generator, recipe) -> list[float]:
     info = json.loads((folder / "state.json").read_text())
-    changed = {k: (info["recipe"].get(k), v) for k, v in recipe.items()
-               if k != "steps" and info["recipe"].get(k) != v}
-    if changed:
-        what = ", ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+    what = _differences(info["recipe"], recipe, ignore=("steps",))
+    if what:
         raise ValueError(f"The checkpoint in {folder} was made with other settings ({what}). "
                          "Use the same settings to resume, or pass overwrite=True to start again.")
     tensors = load_file(folder / "state.safetensors")
@@ -360,7 +431,8 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
         prompts: N captions that contain ``token``, e.g. "a <purple> three".
         token, init_word: the new token, and the word whose embedding it starts from.
         out_dir: where the checkpoint and the final ``learned_embeds.safetensors`` go. A folder
-            with a finished run raises ``FileExistsError`` unless ``overwrite=True``.
+            with a finished run of the same recipe is loaded, not trained again; one with another
+            recipe raises ``FileExistsError``. ``overwrite=True`` trains afresh in either case.
         steps, lr, batch_size, seed: the recipe (AdamW, no weight decay, constant rate).
         checkpoint_every: steps between checkpoints (one is also saved on KeyboardInterrupt).
         mixed_precision: accelerate's setting; default ``precision_for(pipe)``: the pipeline's
@@ -375,13 +447,19 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
         raise ValueError(f"give one prompt per image, each containing {token!r}; got "
                          f"{len(images)} images and prompts {prompts[:3]}...")
     steps = _capped(pipe, steps)
-    out_dir = _start(out_dir, Path(out_dir) / EMBEDDING_FILE, overwrite)
-    token_id = add_token(pipe, token, init_word)
-    embedding = pipe.text_encoder.get_input_embeddings()
-    new = NewTokenVector(token_id, embedding.weight[token_id]).to(pipe.device)
     recipe = {"kind": "textual_inversion", "token": token, "init_word": init_word,
               "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
               "images": len(images), "prompts": list(prompts)}
+    out_dir = Path(out_dir)
+    done = _start(out_dir, out_dir / EMBEDDING_FILE, recipe, overwrite)
+    token_id = add_token(pipe, token, init_word)
+    embedding = pipe.text_encoder.get_input_embeddings()
+    if done:  # the token's row from the saved file, as training left it
+        vector = load_file(out_dir / EMBEDDING_FILE)[token][0]  # (D,)
+        with torch.no_grad():
+            embedding.weight[token_id] = vector.to(embedding.weight.device, embedding.weight.dtype)
+        return _reused(out_dir, out_dir / EMBEDDING_FILE, done)
+    new = NewTokenVector(token_id, embedding.weight[token_id]).to(pipe.device)
 
     pipe.unet.requires_grad_(False)
     pipe.vae.requires_grad_(False)
@@ -467,6 +545,29 @@ def load_embedding(pipe, path: str | Path, token: str | None = None) -> None:
 
 
 # ---------------------------------------------------------------- Dreambooth
+def draw_class_images(pipe, prompt: str, count: int, folder: str | Path, *, seed: int = 1000,
+                      batch_size: int = 5, **kwargs) -> list:
+    """Prior-preservation images: what ``pipe`` draws for ``prompt``, image i from seed
+    ``seed + i``, saved as PNG files in ``folder`` (one folder per prompt and model). Images already
+    there are read back, not drawn again, so a rerun after an interruption trains on the same ones.
+    ``kwargs`` go to the pipeline call (``num_inference_steps``, ...)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:04d}.png" for i in range(count)]
+    missing = [i for i, path in enumerate(paths) if not path.exists()]
+    if len(missing) < count:
+        print(f"{count - len(missing)} of {count} class images were drawn before, in {folder}.")
+    for start in range(0, len(missing), batch_size):  # a few at a time: memory stays small
+        batch = missing[start:start + batch_size]
+        images = pipe([prompt] * len(batch), **kwargs,
+                      generator=[torch.Generator().manual_seed(seed + i) for i in batch]).images
+        for i, image in zip(batch, images):
+            image.save(paths[i])
+    return [Image.open(path).convert("RGB") for path in paths]
+
+
 def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_images=None,
                      class_prompt: str | None = None, prior_weight: float = 1.0,
                      steps: int = 400, lr: float = 1e-4, batch_size: int = 4, seed: int = 0,
@@ -487,17 +588,28 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
 
     Returns:
         A ``TrainResult``; ``final`` is ``out_dir/unet`` (a ``save_pretrained`` folder) or the LoRA
-        file ``out_dir/pytorch_lora_weights.safetensors``. The pipeline holds the trained weights.
+        file ``out_dir/pytorch_lora_weights.safetensors``. The pipeline holds the trained weights
+        (or, for a finished run of the same recipe found in ``out_dir``, the loaded ones).
     """
     if (class_images is None) != (class_prompt is None):
         raise ValueError("prior preservation needs both class_images and class_prompt (or neither).")
     steps = _capped(pipe, steps)
-    final = Path(out_dir) / (LORA_FILE if lora_rank else "unet")
-    out_dir = _start(out_dir, final, overwrite)
     recipe = {"kind": "dreambooth", "prompt": prompt, "class_prompt": class_prompt,
               "prior_weight": prior_weight if class_prompt else None, "steps": steps, "lr": lr,
               "batch_size": batch_size, "seed": seed, "lora_rank": lora_rank,
               "images": len(images), "class_images": len(class_images) if class_prompt else 0}
+    out_dir = Path(out_dir)
+    final = out_dir / (LORA_FILE if lora_rank else "unet")
+    done = _start(out_dir, final, recipe, overwrite)
+    if done:
+        if lora_rank:
+            pipe.load_lora_weights(out_dir, weight_name=LORA_FILE)  # as training left them
+        else:  # every U-Net weight, copied into the dtype and onto the device the pipeline has
+            weights = {}
+            for file in sorted(final.glob("*.safetensors")):  # one file, or a large model's shards
+                weights.update(load_file(file))
+            pipe.unet.load_state_dict(weights)
+        return _reused(out_dir, final, done)
     unet = pipe.unet
     pipe.vae.requires_grad_(False)
     pipe.text_encoder.requires_grad_(False)

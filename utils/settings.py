@@ -12,6 +12,10 @@ Environment variables:
                      GPU (only sensible with a tiny stand-in model; the test suite does it)
     COURSE_SD_TRAIN_STEPS   cap every training run on the SD 1.5 track at this many steps (the GPU
                      check sets it to fit in minutes; MiniSD's runs are never capped)
+    COURSE_OUTPUT_DIR   the folder training runs are saved in (lesson 08). Unset: the course's
+                     folder in Google Drive (MyDrive/diffusion-course/outputs) when Drive is mounted
+                     on Colab, else build/outputs/ in the course folder. Read at each use
+                     (``utils.finetune.output_root``), so setting it in a running notebook counts.
 """
 import os
 import warnings
@@ -60,13 +64,16 @@ class Settings:
     dtype: str | None = None  # COURSE_DTYPE: "float16", "bfloat16", "float32" or None (by device)
     gpu_cells: bool = False   # COURSE_GPU_CELLS: run needs_gpu cells without a CUDA GPU
     sd_train_steps: int | None = None  # COURSE_SD_TRAIN_STEPS: cap on SD-track training runs
+    output_dir: str | None = None  # COURSE_OUTPUT_DIR: where runs go (finetune.output_root reads
+                                   # it afresh at each call: use that, not this import-time copy)
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(smoke=_env_flag("COURSE_SMOKE"), model=os.environ.get("COURSE_MODEL") or None,
                    strict_warnings=_env_flag("COURSE_STRICT_WARNINGS"),
                    dtype=_env_dtype("COURSE_DTYPE"), gpu_cells=_env_flag("COURSE_GPU_CELLS"),
-                   sd_train_steps=_env_count("COURSE_SD_TRAIN_STEPS"))
+                   sd_train_steps=_env_count("COURSE_SD_TRAIN_STEPS"),
+                   output_dir=os.environ.get("COURSE_OUTPUT_DIR", "").strip() or None)
 
     def pick(self, full, smoke):
         """Return ``smoke`` in smoke mode, else ``full``: ``steps = SETTINGS.pick(25, 2)``."""
