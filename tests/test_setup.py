@@ -212,3 +212,17 @@ def test_lab_starts_in_this_shell_with_jupyterlabs_own_options():
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+
+
+def test_the_torch_requirement_admits_no_version_transformers_switches_off():
+    """transformers disables itself below its minimum PyTorch ("requires PyTorch" errors later):
+    the lessons' torch range must start at or above that minimum."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    from transformers.dependency_versions_table import deps
+
+    lines = (ROOT / "requirements-lessons.txt").read_text().splitlines()
+    ours = next(Requirement(line.split("#")[0]) for line in lines if line.startswith("torch"))
+    theirs = Requirement(deps["torch"])
+    floor = min(Version(s.version) for s in ours.specifier if s.operator == ">=")
+    assert theirs.specifier.contains(floor), f"{ours} admits torch {floor}; transformers needs {theirs}"
