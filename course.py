@@ -29,19 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+from tools.layout import BUILD, CURRICULUM, NOTEBOOKS, ROOT, notebook_paths
+
 # The one place that names the course's GitHub repository and the branch or tag the notebooks
 # belong to: badges and bootstrap cells come from them (`python course.py stamp --slug --ref`).
 REPO_SLUG = "diffusion-course/diffusion-models-course"
 REF = "main"
-
-# The curriculum, in order: lesson NN is notebooks/NN_<name>.ipynb. Lessons may land out of order,
-# but a number always means the same lesson, and no number is used twice.
-CURRICULUM = ["setup_and_gpus", "pipelines", "clip", "vae", "unet", "schedulers",
-              "score_matching_mnist", "samplers_as_optimizers", "textual_inversion_dreambooth"]
-
-ROOT = Path(__file__).resolve().parent
-NOTEBOOKS = ROOT / "notebooks"
-BUILD = ROOT / "build"
 TORCH = "torch==2.13.0"  # the PyTorch the tests ran with, for a machine that has none
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
@@ -93,10 +86,6 @@ def badge(notebook_name: str, slug: str = None, ref: str = None) -> str:
     kaggle = f"https://kaggle.com/kernels/welcome?src=https://{source}"
     return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
             f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({kaggle})")
-
-
-def notebook_paths() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def _pip(*args: str) -> int:
@@ -225,7 +214,7 @@ def cmd_stamp(args) -> int:
 def cmd_slides(args) -> int:
     """Export notebooks as reveal.js decks that need no internet (executed first if need be)."""
     sys.path.insert(0, str(ROOT))
-    from tests.slides import executed_copy, export_deck, pdf_handout, slide_count
+    from tools.slides import executed_copy, export_deck, pdf_handout, slide_count
 
     paths = [Path(p).resolve() for p in args.notebooks] or notebook_paths()
     failed = False

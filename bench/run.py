@@ -67,7 +67,7 @@ def machine() -> dict:
 
 
 def notebooks(smoke: bool) -> list[dict]:
-    from course import notebook_paths
+    from tools.layout import notebook_paths
     from tools.notebooks import execute_notebook
 
     out_dir = ROOT / "build" / ("executed-smoke" if smoke else "executed")

@@ -39,7 +39,8 @@ def convention_problems(path: Path, nb: dict | None = None) -> list[str]:
     if title.get("cell_type") != "markdown" or not re.search(r"^# \S", _source(title), re.M):
         problems.append("the first cell is not a markdown cell with a '# Title'")
     elif course.badge(path.name) not in _source(title):
-        problems.append("the title cell lacks this notebook's Open-in-Colab badge (run: python course.py stamp)")
+        problems.append("the title cell lacks this notebook's Open-in-Colab and Open-in-Kaggle "
+                        "badges (run: python course.py stamp)")
     code = [c for c in cells if c.get("cell_type") == "code"]
     if not code or _source(code[0]) != course.BOOTSTRAP:
         problems.append("the first code cell is not the standard bootstrap (run: python course.py stamp)")

@@ -57,7 +57,7 @@ def test_a_well_formed_lesson_passes():
     (lambda nb: nb["cells"][2].update(execution_count=3), "carries stored outputs"),
     (lambda nb: nb["cells"][1].update(source=course.BOOTSTRAP + "\nimport numpy"), "standard bootstrap"),
     (lambda nb: nb["cells"][2].update(metadata={}), "cell 2 has no slide metadata"),
-    (lambda nb: nb["cells"][0].update(source="# Example"), "Open-in-Colab badge"),
+    (lambda nb: nb["cells"][0].update(source="# Example"), "Open-in-Colab and Open-in-Kaggle badges"),
     (lambda nb: nb["cells"][0].update(source="Example, no title"), "'# Title'"),
     (lambda nb: nb["cells"][2].update(source="token = 'hf_" + "a1B2" * 9 + "'"), "Hugging Face token"),
     (lambda nb: nb["cells"].pop(), "no 'Summary' section"),

@@ -15,7 +15,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from PIL import Image
 
 from tests.harness import ROOT
-from tests.slides import (DECK_READY, Browser, executed_copy, export_deck, find_chromium,
+from tools.slides import (DECK_READY, Browser, executed_copy, export_deck, find_chromium,
                           install_libraries, slide_count)
 
 ARTEFACTS = ROOT / "build" / "test-artefacts"

@@ -1,10 +1,10 @@
 """Slide decks from the notebooks: reveal.js HTML that works with no internet, and a headless browser.
 
-Shared by ``python course.py slides`` and tests/test_slides.py (as tests/harness.py is shared by
-``execute`` and the notebook tests). A deck is nbconvert's reveal.js export with everything it
-needs beside it: reveal.js and MathJax are fetched once from the npm registry (pinned versions,
-checked against their published hashes) into build/vendor/ and copied next to the decks, and
-nbconvert's CDN scripts (require.js, jQuery, mermaid, the widget manager) are left out.
+Used by ``python course.py slides`` and tests/test_slides.py. A deck is nbconvert's reveal.js
+export with everything it needs beside it: reveal.js and MathJax are fetched once from the npm
+registry (pinned versions, checked against their published hashes) into build/vendor/ and copied
+next to the decks, and nbconvert's CDN scripts (require.js, jQuery, mermaid, the widget manager)
+are left out.
 """
 import base64
 import fcntl
@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.harness import ROOT, execute_notebook
+from tools.notebooks import ROOT, execute_notebook
 
 BUILD = ROOT / "build"
 VENDOR = BUILD / "vendor"
@@ -32,7 +32,8 @@ REGISTRY = "https://registry.npmjs.org"
 # Where each deck finds its libraries, relative to the deck (so a folder of decks can be copied).
 REVEAL_PREFIX = "reveal.js"
 MATHJAX_URL = "mathjax/tex-svg.js"  # SVG output: no web fonts to fetch
-COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]+)\)")
+# The Open-in-Colab and Open-in-Kaggle badges: images on the services' servers.
+BADGE = re.compile(r"\[!\[(Open In (?:Colab|Kaggle))\]\([^)]*\)\]\(([^)]+)\)")
 
 # nbconvert's reveal template, minus everything it would fetch from a CDN.
 TEMPLATE = r"""{%- extends 'index.html.j2' -%}
@@ -149,7 +150,8 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
     """Write an executed notebook as a reveal.js deck that needs no network; returns ``out_path``.
 
     Figures are embedded (outputs and markdown images, which resolve from ``source_dir``); the
-    Open-in-Colab badge, an image on colab.research.google.com, becomes a plain text link.
+    Open-in-Colab and Open-in-Kaggle badges, images on those services' servers, become plain text
+    links.
     ``reveal_prefix`` is only changed by the test that proves a CDN-hosted reveal.js fails offline.
     """
     import nbformat
@@ -161,7 +163,7 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
     nb = nbformat.reads(json.dumps(nb), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = COLAB_BADGE.sub(r"[Open in Colab](\1)", cell.source)
+            cell.source = BADGE.sub(r"[\1](\2)", cell.source)
     exporter = SlidesExporter(
         extra_loaders=[DictLoader({"course_reveal.html.j2": TEMPLATE})],
         template_file="course_reveal.html.j2", reveal_url_prefix=reveal_prefix, reveal_theme="white",
