@@ -26,10 +26,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tools.layout import BUILD, CURRICULUM, NOTEBOOKS, ROOT, notebook_paths
+from tools.layout import BUILD, CURRICULUM, NOTEBOOKS, ROOT, notebook_paths  # noqa: F401 (for tests)
 
 # The one place that names the course's GitHub repository and the branch or tag the notebooks
 # belong to: badges and bootstrap cells come from them (`python course.py stamp --slug --ref`).

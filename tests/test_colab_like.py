@@ -8,9 +8,7 @@ MiniSD. It installs a few hundred MB into a temporary folder, so it is marked sl
 import json
 import os
 import subprocess
-import sys
 import venv
-from pathlib import Path
 
 import pytest
 

@@ -15,9 +15,12 @@ A repository in the local cache loads with no network at all, so a machine that 
 import importlib
 import json
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checks import check_number
 from .device import SKIP_MARK
 
 # Each repository's pinned commit, so that a change on the Hub cannot change a lesson: written by
@@ -32,8 +35,9 @@ class HubRepo:
     what: str  # one line for a learner: what it is and which lesson reads it
 
 
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 HUB_REPOS = {
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": HubRepo(
+    SD15_ID: HubRepo(
         "model", "Stable Diffusion 1.5 (every lesson on the SD track)"),
     "sd-concepts-library/cat-toy": HubRepo(
         "model", "a textual-inversion concept, <cat-toy> (lesson 01)"),
@@ -69,6 +73,21 @@ def offline() -> bool:
     reads it: 1, true, yes or on, in any case (TRANSFORMERS_OFFLINE when HF_HUB_OFFLINE is unset)."""
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return value.upper() in _TRUE
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face Hub answers within ``timeout`` seconds (one try, no retries)."""
+    check_number("timeout", timeout, 0, strict=True)
+    if offline():
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(f"{endpoint}/api/models/{SD15_ID}", timeout=timeout)
+        return True
+    except urllib.error.HTTPError as err:  # the Hub answered (e.g. 401 without a token): reachable
+        return err.code < 500
+    except (OSError, ValueError):
+        return False
 
 
 def _describe(repo: str) -> str:
@@ -125,8 +144,6 @@ def needs_hub(repo: str) -> bool:
         raise ValueError("needs_hub needs a repository id such as 'sd-concepts-library/cat-toy'.")
     if Path(repo).expanduser().exists() or cached_folder(repo) is not None:
         return True
-    from .track import hub_reachable
-
     if hub_reachable():
         return True
     why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable"
@@ -145,8 +162,6 @@ def hub_folder(repo: str) -> Path:
     folder = cached_folder(repo)
     if folder is not None:
         return folder
-    from .track import hub_reachable
-
     if not hub_reachable():
         raise RuntimeError(f"{_describe(repo)} is not in the local cache and the Hugging Face Hub "
                            f"cannot be reached. {_directions(repo)}")

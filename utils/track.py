@@ -6,39 +6,21 @@ MiniSD on any CPU offline.
 """
 import json
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline
 
-from .checks import check_int, check_json_file, check_number, check_safetensors
+from .checks import check_int, check_json_file, check_safetensors
 from .device import _as_device, attention_slicing_advice, get_device, get_dtype
 from .minisd import MINISD_PATH  # defined once, beside the package that trains it
-from .hub import (TOKEN_HOW, cached_folder, download_command, hub_problem, offline, revision,
-                  what_to_do)
+from .hub import (SD15_ID, TOKEN_HOW, cached_folder, download_command, hub_problem,  # noqa: F401
+                  hub_reachable, offline, revision, what_to_do)
 from .settings import SETTINGS
 
-SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 STAND_IN_MARK = "course_stand_in"  # set in a stand-in's text-encoder config: what it stands in for
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _ALIASES = {"mini": "mini", "minisd": "mini", "sd15": SD15_ID, "sd": SD15_ID}
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hugging Face Hub answers within ``timeout`` seconds (one try, no retries)."""
-    check_number("timeout", timeout, 0, strict=True)
-    if offline():
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    try:
-        urllib.request.urlopen(f"{endpoint}/api/models/{SD15_ID}", timeout=timeout)
-        return True
-    except urllib.error.HTTPError as err:  # the Hub answered (e.g. 401 without a token): reachable
-        return err.code < 500
-    except (OSError, ValueError):
-        return False
 
 
 def choose_track(model: str | None = None) -> tuple[str, str, str]:
