@@ -15,6 +15,8 @@
     python course.py gpu-check  on a CUDA GPU with no network: every lesson in full mode on SD 1.5's
                                 track (full-size stand-in) and on MiniSD in fp16, time and peak GPU
                                 memory per lesson into bench/REPORT.md
+    python course.py constraints   rewrite constraints.txt from the course's own requirements, in a
+                                clean virtual environment (--upgrade: the newest versions they admit)
     python course.py pin-revisions   where the Hugging Face Hub is reachable: record the current
                                 commit of every Hub repository a lesson reads, so lessons load those
 """
@@ -298,6 +300,12 @@ def cmd_gpu_check(args) -> int:
     return main(args.standin_args, lessons=notebook_paths())
 
 
+def cmd_constraints(args) -> int:
+    from tools.constraints import main
+
+    return main(args.standin_args)
+
+
 def cmd_pin_revisions(args) -> int:
     sys.path.insert(0, str(ROOT))
     from utils import hub_reachable
@@ -361,11 +369,14 @@ def main(argv=None) -> int:
     gpu = sub.add_parser("gpu-check", add_help=False, help="every lesson on a CUDA GPU, offline, "
                          "with time and peak memory into bench/REPORT.md (options: --help)")
     gpu.set_defaults(func=cmd_gpu_check)
+    sub.add_parser("constraints", add_help=False, help="rewrite constraints.txt from the course's "
+                   "requirements in a clean virtual environment (options: --help, --upgrade)"
+                   ).set_defaults(func=cmd_constraints)
     sub.add_parser("pin-revisions", help="record the current commit of every Hub repository a "
                    "lesson reads (needs the Hub)").set_defaults(func=cmd_pin_revisions)
     args, extra = parser.parse_known_args(argv)
     args.bench_args = args.standin_args = args.lab_args = extra
-    if extra and args.command not in ("lab", "test", "bench", "standin", "gpu-check"):
+    if extra and args.command not in ("lab", "test", "bench", "standin", "gpu-check", "constraints"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest_args = extra
     return args.func(args)
