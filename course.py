@@ -144,7 +144,9 @@ def cmd_lab(args) -> int:
 
 def cmd_test(args) -> int:
     install(test=True)
-    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT)
+    # Every tier: this -m "" replaces pytest.ini's fast-tier selection, and a -m given here wins.
+    every_tier = ["-m", "", "--durations=15"]
+    return subprocess.call([sys.executable, "-m", "pytest", *every_tier, *args.pytest_args], cwd=ROOT)
 
 
 def cmd_execute(args) -> int:

@@ -60,8 +60,13 @@ def _configs(config) -> list[str]:
 
 
 def pytest_configure(config):
+    smoke = os.environ.get("COURSE_SMOKE", "1") != "0"
     # nbval starts each kernel from this process, so the kernel inherits this environment.
-    os.environ.update(kernel_env(smoke=os.environ.get("COURSE_SMOKE", "1") != "0"))
+    os.environ.update(kernel_env(smoke=smoke))
+    if not smoke:  # full-mode cells take minutes: the limit `python course.py execute` gives them
+        config.option.nbval_cell_timeout = max(float(config.option.nbval_cell_timeout), 1800)
+    if not any(line.startswith("notebooks:") for line in config.getini("markers")):  # no pytest.ini
+        config.addinivalue_line("markers", "notebooks: runs a whole notebook")
 
 
 def pytest_unconfigure(config):
@@ -164,6 +169,7 @@ class NotebookOutcome(pytest.Item):
         return self.path, None, f"{self.parent.name}::did something"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: every notebook item is marked by then
 def pytest_collection_modifyitems(session, config, items):
     if "mini-fp32" not in _configs(config):  # nbval's own collector is the mini-fp32 run
         kept = [i for i in items if not (isinstance(i, IPyNbCell)
@@ -177,6 +183,9 @@ def pytest_collection_modifyitems(session, config, items):
     for notebook, cells in by_notebook.items():
         last = items.index(cells[-1])
         items.insert(last + 1, NotebookOutcome.from_parent(notebook, name="did something", cells=cells))
+    for item in items:
+        if isinstance(item, (IPyNbCell, NotebookOutcome)):
+            item.add_marker("notebooks")
 
 
 def pytest_runtest_logreport(report):

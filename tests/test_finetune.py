@@ -268,6 +268,7 @@ def test_class_images_go_through_the_vae_a_few_at_a_time():
     assert seen == [8, 8, 4] and mean.shape[0] == std.shape[0] == 20
 
 
+@pytest.mark.slow
 def test_training_an_fp16_pipeline_leaves_it_fp16_and_working(tmp_path):
     """In one process, as in one kernel: textual inversion with gradient checkpointing, then a
     full Dreambooth fine-tune, on a float16 pipeline (a GPU's dtype, here on the CPU), with

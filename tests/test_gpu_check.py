@@ -9,6 +9,7 @@ from tools import gpu_check
 from tools.notebooks import ROOT
 
 
+@pytest.mark.notebooks
 def test_the_check_runs_a_lesson_on_both_tracks_and_writes_its_section(tmp_path):
     report = tmp_path / "REPORT.md"
     report.write_text("# Benchmark report\n\n## Machine\n\nx\n\n## Quality and sampler reports\n\ny\n")

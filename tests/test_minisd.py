@@ -1,7 +1,6 @@
 """MiniSD: the data and captions, the tokenizer, the training command (smoke size), and the shipped
 pipeline loaded exactly as a lesson loads it."""
 import json
-import time
 import warnings
 
 import numpy as np
@@ -91,17 +90,15 @@ def smoke_run(tmp_path_factory):
 
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("smoke") / "minisd"
-    start = time.time()
     try:
         main(["train", "--smoke", "--threads", "1", "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
-    return out, time.time() - start
+    return out
 
 
-def test_smoke_training_runs_end_to_end_in_under_a_minute(smoke_run):
-    out, seconds = smoke_run
-    assert seconds < 60, f"smoke training took {seconds:.0f} s"
+def test_smoke_training_runs_end_to_end(smoke_run):
+    out = smoke_run
     record = json.loads((out / "TRAINING.json").read_text())
     assert list(record["stages"]) == ["tokenizer", "clip", "vae", "latents", "decoder", "unet",
                                       "export"]
@@ -118,7 +115,7 @@ def test_smoke_training_runs_end_to_end_in_under_a_minute(smoke_run):
 def test_training_refuses_to_overwrite_and_resumes_without_redoing_stages(smoke_run):
     from utils.minisd.__main__ import main
 
-    out, _ = smoke_run
+    out = smoke_run
     with pytest.raises(FileExistsError, match="--overwrite"):
         main(["train", "--smoke", "--out", str(out)])
     work = out.parent / "minisd-train"

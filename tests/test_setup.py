@@ -126,6 +126,7 @@ def _run_cell_as_on(service: str, home: Path, url: str) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", ["colab", "kaggle"])
 def test_the_bootstrap_cell_fetches_installs_and_reruns_on_a_hosted_runtime(tmp_path, service):
     repo = _course_repo(tmp_path)
@@ -192,6 +193,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_lab_starts_in_this_shell_with_jupyterlabs_own_options():
     """The README's first command, as root or not, with options passed on to JupyterLab."""
     port = _free_port()

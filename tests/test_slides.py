@@ -104,6 +104,7 @@ def test_slide_count_follows_nbconvert_and_rise():
     assert slide_count({"cells": [_markdown("a", "skip"), _markdown("b", "notes")]}) == 0
 
 
+@pytest.mark.browser
 def test_tiny_deck_works_offline(chromium, deck_dir):
     deck = export_deck(tiny_notebook(), deck_dir / "tiny.slides.html")
     with Browser(chromium, offline=True) as browser:
@@ -114,6 +115,7 @@ def test_tiny_deck_works_offline(chromium, deck_dir):
     assert _remote(requests) == [], "the deck asked the network for something"
 
 
+@pytest.mark.browser
 def test_deck_with_reveal_from_a_cdn_fails_offline(chromium, deck_dir):
     """The check above can fail: the same deck with reveal.js on a CDN does not start offline."""
     deck = export_deck(tiny_notebook(), deck_dir / "tiny-cdn.slides.html",
@@ -128,6 +130,8 @@ def test_deck_with_reveal_from_a_cdn_fails_offline(chromium, deck_dir):
     assert cdn and set(cdn.values()) <= BLOCKED, cdn
 
 
+@pytest.mark.browser
+@pytest.mark.notebooks
 def test_lesson_deck_works_offline(chromium, deck_dir):
     nb, error = executed_copy(LESSON, smoke=True, timeout=600)
     assert error is None, f"{LESSON.name} failed in smoke mode, so it has no deck: {error}"

@@ -56,6 +56,7 @@ def test_every_hub_repo_a_lesson_reads_has_a_stand_in(home):
         assert (sd / part / f"{weights}.fp16.safetensors").is_file()  # SD 1.5's fp16 variant
 
 
+@pytest.mark.slow
 def test_load_pipeline_resolves_the_stand_in_offline_in_fp16(home):
     out = run_python("""
         import torch
@@ -84,6 +85,7 @@ def test_load_pipeline_resolves_the_stand_in_offline_in_fp16(home):
     assert "image (64, 64) flagged [False]" in out
 
 
+@pytest.mark.slow
 def test_the_other_hub_repos_load_offline_from_the_stand_ins(home):
     out = run_python("""
         from utils import load_pipeline
@@ -104,6 +106,7 @@ def test_the_other_hub_repos_load_offline_from_the_stand_ins(home):
     assert "photos 5 True" in out
 
 
+@pytest.mark.slow
 def test_without_the_hub_a_cell_skips_and_says_how_to_get_the_repo(tmp_path, home):
     folder = standin.snapshot_folder(home, standin.SD15)
     out = run_python(f"""
@@ -149,6 +152,7 @@ def test_full_size_configs_are_sd15s():
         standin.configs("huge")
 
 
+@pytest.mark.slow
 def test_pinned_revisions_are_recorded_and_the_stand_ins_follow_them(tmp_path, monkeypatch):
     from types import SimpleNamespace
 

@@ -66,6 +66,7 @@ def test_sd_on_apple_mps_slices_attention_and_says_so(home, monkeypatch, capsys)
 
 # --- a GPU with the Hub offline: SD 1.5 from the local cache ----------------------------------
 
+@pytest.mark.slow
 def test_a_gpu_offline_gets_sd15_from_the_cache_and_minisd_without_it(home, tmp_path):
     code = """
         import torch
@@ -225,6 +226,7 @@ def test_the_download_command_parses_as_the_hf_cli_reads_it(monkeypatch):
         assert asked["allow_patterns"] == list(hub.INCLUDE[SD15, variant])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, dtype, weights", [
     ("fp16", "float16", ".fp16.safetensors"), (None, "float32", ".safetensors")])
 def test_the_download_patterns_fetch_what_loading_needs_and_no_more(variant, dtype, weights,
@@ -255,6 +257,7 @@ def test_the_download_patterns_fetch_what_loading_needs_and_no_more(variant, dty
     assert f"Model track: a STAND-IN for {SD15}" in out and f"dtype torch.{dtype}" in out
 
 
+@pytest.mark.slow
 def test_offline_directions_give_the_command_for_just_those_files(tmp_path):
     out = run_python(f"""
         from utils.hub import needs_hub

@@ -1,4 +1,4 @@
-import time
+import urllib.request
 
 import pytest
 import torch
@@ -36,18 +36,18 @@ def test_unreachable_hub_is_decided_in_seconds(monkeypatch):
     assert hub_reachable() is False
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    start = time.perf_counter()
+    tries, urlopen = [], urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda url, timeout: tries.append(timeout) or urlopen(url, timeout=timeout))
     assert hub_reachable(timeout=2) is False
-    assert time.perf_counter() - start < 5
+    assert tries == [2]  # one try, bounded by the timeout: no retries
 
 
 def test_real_model_offline_fails_fast_with_directions(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
-    start = time.perf_counter()
     with pytest.raises(RuntimeError, match="Colab.*hf auth login"):
         load_pipeline("sd15", verbose=False)
-    assert time.perf_counter() - start < 15
 
 
 def test_offline_track_loads_a_working_pipeline(capsys, monkeypatch):
