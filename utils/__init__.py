@@ -13,10 +13,10 @@ logging.getLogger("transformers.utils.import_utils").addFilter(_DropTorchvisionN
 
 from .data import load_mnist
 from .device import describe_hardware, get_device, get_dtype, needs_gpu
-from .plotting import make_image_grid, show_images, to_pil
+from .plotting import show_images, to_pil
 from .settings import SETTINGS
 from .track import check_claim, choose_track, hub_reachable, load_pipeline
 
 __all__ = ["SETTINGS", "load_mnist", "describe_hardware", "get_device", "get_dtype", "needs_gpu",
-           "make_image_grid", "show_images", "to_pil", "check_claim", "choose_track",
+           "show_images", "to_pil", "check_claim", "choose_track",
            "hub_reachable", "load_pipeline"]

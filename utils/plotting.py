@@ -1,13 +1,13 @@
-"""Showing images: a grid with titles (matplotlib) and a plain PIL grid (diffusers' helper)."""
+"""Showing images: a grid with titles (matplotlib), and tensors as PIL images. (A plain PIL grid is
+diffusers' own ``diffusers.utils.make_image_grid``.)"""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from diffusers.utils import make_image_grid as _diffusers_image_grid
 from PIL import Image
 
 from utils.checks import check_int, check_number
 
-__all__ = ["show_images", "make_image_grid", "to_pil"]
+__all__ = ["show_images", "to_pil"]
 
 
 def to_pil(image) -> Image.Image:
@@ -86,21 +86,3 @@ def show_images(images, titles=None, cols: int | None = None, size: float = 2.0,
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
-
-
-def make_image_grid(images: list, rows: int, cols: int, resize: int | None = None) -> Image.Image:
-    """diffusers' ``make_image_grid``: one PIL image with ``rows * cols`` PIL images, row by row.
-
-    Args:
-        resize: make every image ``resize`` x ``resize`` pixels first (None: keep their size).
-    """
-    rows, cols = check_int("rows", rows), check_int("cols", cols)
-    if resize is not None:
-        check_int("resize", resize)
-    if not isinstance(images, (list, tuple)) or not all(isinstance(im, Image.Image) for im in images):
-        raise TypeError("images must be a list of PIL images (pipe(...).images, or to_pil(x) of each); "
-                        f"got {type(images).__name__}.")
-    if len(images) != rows * cols:
-        raise ValueError(f"images holds {len(images)} images but rows={rows}, cols={cols} make "
-                         f"{rows * cols} cells: give exactly rows * cols images.")
-    return _diffusers_image_grid(list(images), rows, cols, resize)
