@@ -228,3 +228,26 @@ def test_the_torch_requirement_admits_no_version_transformers_switches_off():
     theirs = Requirement(deps["torch"])
     floor = min(Version(s.version) for s in ours.specifier if s.operator == ">=")
     assert theirs.specifier.contains(floor), f"{ours} admits torch {floor}; transformers needs {theirs}"
+
+
+def test_stamp_with_a_new_slug_rewrites_course_py_and_every_notebook(tmp_path):
+    """What a teacher runs to publish the course under their own repository and tag."""
+    for name in ["course.py", "tools/__init__.py", "tools/layout.py", *(
+            str(p.relative_to(ROOT)) for p in course.notebook_paths())]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    run = [sys.executable, "course.py", "stamp", "--slug", "teacher/my-course", "--ref", "v1.0"]
+    result = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "course.py").read_text()
+    assert 'REPO_SLUG = "teacher/my-course"' in text and 'REF = "v1.0"' in text
+    for path in sorted((tmp_path / "notebooks").glob("*.ipynb")):
+        stored = path.read_text()
+        assert "teacher/my-course/blob/v1.0/notebooks/" + path.name in stored
+        assert course.REPO_SLUG not in stored
+    again = subprocess.run([sys.executable, "course.py", "stamp"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "stamped" not in again.stdout  # now recorded: nothing to do
+    bad = subprocess.run([*run[:3], "--slug", "not a slug"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "is not a GitHub repository name" in bad.stdout
