@@ -75,6 +75,11 @@ def offline() -> bool:
     return value.upper() in _TRUE
 
 
+def unreachable_why() -> str:
+    """Why the Hub is not asked: HF_HUB_OFFLINE, or it did not answer (for a learner's message)."""
+    return "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable"
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """True when the Hugging Face Hub answers within ``timeout`` seconds (one try, no retries)."""
     check_number("timeout", timeout, 0, strict=True)
@@ -146,7 +151,7 @@ def needs_hub(repo: str) -> bool:
         return True
     if hub_reachable():
         return True
-    why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable"
+    why = unreachable_why()
     print(f"{SKIP_MARK} {_describe(repo)} is not in the local cache and {why}. "
           f"{_directions(repo)}")
     return False

@@ -15,7 +15,7 @@ from .checks import check_int, check_json_file, check_safetensors
 from .device import _as_device, attention_slicing_advice, get_device, get_dtype
 from .minisd import MINISD_PATH  # defined once, beside the package that trains it
 from .hub import (SD15_ID, TOKEN_HOW, cached_folder, download_command, hub_problem,  # noqa: F401
-                  hub_reachable, offline, revision, what_to_do)
+                  hub_reachable, revision, unreachable_why, what_to_do)
 from .settings import SETTINGS
 
 STAND_IN_MARK = "course_stand_in"  # set in a stand-in's text-encoder config: what it stands in for
@@ -73,7 +73,7 @@ def choose_track(model: str | None = None) -> tuple[str, str, str]:
         return "sd", SD15_ID, f"{device.type} GPU found and SD 1.5 is in the local cache"
     if hub_reachable():
         return "sd", SD15_ID, f"{device.type} GPU and the Hugging Face Hub are available"
-    why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable"
+    why = unreachable_why()
     return "mini", str(MINISD_PATH), (f"{device.type} GPU found but {why} and SD 1.5 is not in the "
                                       "local cache")
 
@@ -154,7 +154,7 @@ def _load_sd(source: str, pipeline_class, dtype: torch.dtype, components: dict):
     except (OSError, ValueError):
         pass
     if not hub_reachable():
-        why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub is unreachable from here"
+        why = unreachable_why()
         raise HubUnavailable(
             f"Cannot load {source!r}: it is not in the local cache and {why}. Run this lesson on "
             "Colab (Runtime > Change runtime type > GPU), or download it once where you have "
