@@ -295,7 +295,7 @@ def test_training_an_fp16_pipeline_leaves_it_fp16_and_working(tmp_path):
                                          gradient_checkpointing=True, progress=False)
         result = finetune.train_dreambooth(pipe, images, "a sks", {str(tmp_path / 'db')!r},
                                            steps=2, batch_size=2, progress=False)
-        print("unet", {{p.dtype for p in pipe.unet.parameters()}}, finetune._ACCELERATOR.mixed_precision)
+        print("unet", {{p.dtype for p in pipe.unet.parameters()}}, __import__("utils.training").training._ACCELERATOR.mixed_precision)
         out = pipe("a sks <t>", num_inference_steps=2, output_type="np").images
         print("image", out.shape, bool(np.isfinite(out).all()))
         try:
@@ -315,10 +315,12 @@ def test_training_an_fp16_pipeline_leaves_it_fp16_and_working(tmp_path):
 
 def test_a_second_trainer_call_reuses_the_process_accelerator(tmp_path):
     first = train_ti(fresh_pipe(), tmp_path / "a")
-    made = finetune._ACCELERATOR
+    from utils import training
+
+    made = training._ACCELERATOR
     finetune.train_dreambooth(fresh_pipe(), examples(), "a sks", tmp_path / "b", steps=1,
                               batch_size=2, progress=False)
-    assert finetune._ACCELERATOR is made and first.final.exists()
+    assert training._ACCELERATOR is made and first.final.exists()
 
 
 def test_sd_track_training_is_capped_only_when_asked(tmp_path, monkeypatch, capsys):

@@ -60,7 +60,7 @@ def test_training_command_smoke_resume_and_no_silent_overwrite(tmp_path, capsys)
         main(["train", "--out", str(out), "--work", str(work), "--steps", "3", "--smoke"])
     main(["train", "--out", str(out), "--work", str(work), "--steps", "3", "--batch-size", "4", "--smoke",
           "--resume", "--overwrite"])
-    assert "resuming from step 2" in capsys.readouterr().out
+    assert "Resuming from the checkpoint at step 2" in capsys.readouterr().out
     assert json.loads((out / "TRAINING.json").read_text())["steps"] == 3
 
 
@@ -102,44 +102,45 @@ def test_an_interrupted_training_resumes_where_its_last_checkpoint_left_off(tmp_
     monkeypatch.setattr(score, "denoising_loss", loss_that_stops_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    assert json.loads((work / "checkpoint.json").read_text())["step"] == 4 and not out.exists()
+    assert json.loads((work / "checkpoint" / "state.json").read_text())["step"] == 4 and not out.exists()
     calls.clear()
     monkeypatch.setattr(score, "denoising_loss", lambda *args: (calls.append(1), real_loss(*args))[1])
     main(argv + ["--resume"])
-    assert "resuming from step 4" in capsys.readouterr().out
+    assert "Resuming from the checkpoint at step 4" in capsys.readouterr().out
     assert len(calls) == 2  # only steps 5 and 6 were trained again
-    assert json.loads((work / "checkpoint.json").read_text())["step"] == 6
+    assert json.loads((work / "checkpoint" / "state.json").read_text())["step"] == 6
     assert json.loads((out / "TRAINING.json").read_text())["steps"] == 6
 
 
 def test_an_interrupt_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import utils.score as score
+    import utils.training as training
 
     digits = torch.rand(16, 1, 32, 32) * 2 - 1
     monkeypatch.setattr(score, "mnist_tensor", lambda split: (digits, torch.zeros(16)))
     out, work = tmp_path / "denoiser", tmp_path / "work"
     argv = ["train", "--out", str(out), "--work", str(work), "--steps", "6", "--batch-size", "4",
             "--checkpoint-every", "2", "--smoke"]
-    saves, real_save = [], torch.save
+    saves, real_save = [], training.save_file
 
-    def save_that_stops_the_second_time(*args, **kwargs):
+    def save_that_stops_after_the_first(*args, **kwargs):
         saves.append(1)
-        if len(saves) == 2:  # Ctrl-C while writing step 4's optimizer state
+        if len(saves) >= 2:  # Ctrl-C while writing step 4's checkpoint (and the one after it)
             raise KeyboardInterrupt
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(score.torch, "save", save_that_stops_the_second_time)
+    monkeypatch.setattr(training, "save_file", save_that_stops_after_the_first)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    monkeypatch.setattr(score.torch, "save", real_save)
-    assert json.loads((work / "checkpoint.json").read_text())["step"] == 2  # step 2's, whole
+    monkeypatch.setattr(training, "save_file", real_save)
+    assert json.loads((work / "checkpoint" / "state.json").read_text())["step"] == 2  # step 2's, whole
     with pytest.raises(SystemExit, match="--resume to continue"):  # a fresh run would lose it
         main(argv)
     main(argv + ["--resume"])
     assert json.loads((out / "TRAINING.json").read_text())["steps"] == 6
 
 
-def test_a_checkpoint_whose_files_disagree_is_refused(tmp_path, monkeypatch):
+def test_a_damaged_checkpoint_or_one_of_other_settings_is_refused(tmp_path, monkeypatch):
     import utils.score as score
 
     digits = torch.rand(16, 1, 32, 32) * 2 - 1
@@ -148,6 +149,8 @@ def test_a_checkpoint_whose_files_disagree_is_refused(tmp_path, monkeypatch):
     argv = ["train", "--out", str(tmp_path / "denoiser"), "--work", str(work), "--steps", "2",
             "--batch-size", "4", "--checkpoint-every", "2", "--smoke"]
     main(argv)
-    (work / "checkpoint.json").write_text(json.dumps({"step": 1, "seconds": 0.0}))
-    with pytest.raises(SystemExit, match="disagree"):
+    with pytest.raises(SystemExit, match=r"other settings \(lr: 0.002 then, 0.01 now\)"):
+        main(argv + ["--resume", "--overwrite", "--lr", "0.01"])
+    (work / "checkpoint" / "state.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="cannot be read.*Delete that folder"):
         main(argv + ["--resume", "--overwrite"])

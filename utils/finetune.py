@@ -20,18 +20,18 @@ that run's result into the pipeline instead of training again; with another reci
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+from .training import differences, discard_checkpoint, fit, get_accelerator
+from .training import token_ids as _token_ids
 
 LOCAL_OUTPUTS = Path(__file__).resolve().parents[1] / "build" / "outputs"
 DRIVE = Path("/content/drive/MyDrive")  # where Google Drive appears on Colab once mounted
@@ -56,6 +56,7 @@ class TrainResult:
     seconds: float = 0.0       # wall time of this call
     final: Path | None = None  # the finished artefact: an embedding file, a U-Net or LoRA folder
     reused: bool = False       # True: a finished run of the same recipe was loaded, not trained
+    finished: bool = True      # False: paused at ``stop_at``; the same call again goes on
 
 
 def output_root() -> Path:
@@ -143,9 +144,9 @@ def _sample_latents(pipe, mean, std, idx, generator) -> torch.Tensor:
 
 
 def token_ids(pipe, prompts: list[str]) -> torch.Tensor:
-    """Token ids (B, model_max_length), padded exactly as the pipeline pads them."""
-    return pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids.to(pipe.device)
+    """Token ids (B, model_max_length) on the pipeline's device, padded exactly as the pipeline
+    pads them (``utils.training.token_ids`` with ``pipe.tokenizer``)."""
+    return _token_ids(pipe.tokenizer, prompts, pipe.device)
 
 
 def _noise_scheduler(pipe):
@@ -155,9 +156,13 @@ def _noise_scheduler(pipe):
 
 
 def diffusion_loss(pipe, latents: torch.Tensor, text_embeddings: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
+                   generator: torch.Generator, share=None) -> torch.Tensor:
     """The loss Stable Diffusion is trained with: noise the latents to a random timestep and score
-    the U-Net's noise prediction. Returns the mean squared error per image, (B,)."""
+    the U-Net's noise prediction. Returns the mean squared error per image, (B,).
+
+    ``share`` (from ``utils.training.fit``, when several processes train): the noise and timesteps
+    are drawn for the whole batch, so every process draws the same, and the U-Net sees only this
+    process's share of it; ``text_embeddings`` are then that share's already."""
     # A DDPM scheduler on the pipeline's own noise schedule, as diffusers' training scripts use:
     # its add_noise is exact for any timestep, whatever sampler the pipeline holds (DPM-Solver's
     # and Euler's map a timestep onto their current sampling schedule instead).
@@ -165,6 +170,8 @@ def diffusion_loss(pipe, latents: torch.Tensor, text_embeddings: torch.Tensor,
     noise = torch.randn(latents.shape, generator=generator).to(latents.device)  # (B, C, h, w)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),),
                               generator=generator).to(latents.device)
+    if share is not None:
+        latents, noise, timesteps = share(latents), share(noise), share(timesteps)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     noise_pred = pipe.unet(noisy, timesteps, text_embeddings).sample
     if scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
@@ -175,13 +182,7 @@ def diffusion_loss(pipe, latents: torch.Tensor, text_embeddings: torch.Tensor,
 
 
 # ---------------------------------------------------------------- output folders and checkpoints
-def _differences(old: dict, new: dict, ignore=()) -> str:
-    """"lr: 0.01 then, 0.5 now, ..." for the settings that differ ("" if none do)."""
-    return ", ".join(f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in new.items()
-                     if k not in ignore and old.get(k) != v)
-
-
-def _start(out_dir: Path, final: Path, recipe: dict, overwrite: bool) -> dict | None:
+def _start(out_dir: Path, final: Path, recipe: dict, overwrite: bool, accelerator) -> dict | None:
     """Make ``out_dir`` ready to train into (or to resume in), and return None; or, when it holds a
     finished run of this same recipe, return that run's record (training.json) to load instead."""
     record_file = out_dir / "training.json"
@@ -190,7 +191,7 @@ def _start(out_dir: Path, final: Path, recipe: dict, overwrite: bool) -> dict | 
             record = json.loads(record_file.read_text()) if record_file.exists() else None
             if record is None:
                 what = f"({final.name}) with no record of its settings (training.json)"
-            elif changed := _differences(record["recipe"], json.loads(json.dumps(recipe))):
+            elif changed := differences(record["recipe"], recipe):
                 what = f"made with other settings ({changed})"
             elif not final.exists():
                 what = f"whose result {final.name} is missing"
@@ -199,10 +200,13 @@ def _start(out_dir: Path, final: Path, recipe: dict, overwrite: bool) -> dict | 
             raise FileExistsError(
                 f"{out_dir} already holds a finished run {what}. Pass overwrite=True to replace "
                 "it, or train into another folder (utils.finetune.recipe_dir or new_output_dir).")
-        shutil.rmtree(out_dir)
-    elif overwrite and (out_dir / "checkpoint").exists():
-        shutil.rmtree(out_dir / "checkpoint")  # overwrite=True also means: do not resume
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if accelerator.is_main_process:
+            shutil.rmtree(out_dir)
+    elif overwrite and accelerator.is_main_process:
+        discard_checkpoint(out_dir / "checkpoint")  # overwrite=True also means: do not resume
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()  # several processes: the main one prepared the folder
     return None
 
 
@@ -210,48 +214,6 @@ def _reused(out_dir: Path, final: Path, record: dict) -> TrainResult:
     print(f"Already trained in {out_dir}: loaded its result; pass overwrite=True to train again.")
     return TrainResult(out_dir, record["losses"], resumed_from=record["resumed_from"],
                        final=final, reused=True)
-
-
-def _save_checkpoint(folder: Path, params: dict, optimizer, generator, losses, recipe) -> None:
-    """Trainable tensors, the optimizer's moments and the random state, as safetensors + JSON.
-    Written to a temporary name first, so an interruption while saving keeps the older one."""
-    tensors = {f"param.{name}": p.detach().cpu().contiguous() for name, p in params.items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
-    tensors["generator"] = generator.get_state()
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, tmp / "state.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"step": len(losses), "losses": losses,
-                                                "recipe": recipe}, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
-def _load_checkpoint(folder: Path, params: dict, optimizer, generator, recipe) -> list[float]:
-    info = json.loads((folder / "state.json").read_text())
-    what = _differences(info["recipe"], recipe, ignore=("steps",))
-    if what:
-        raise ValueError(f"The checkpoint in {folder} was made with other settings ({what}). "
-                         "Use the same settings to resume, or pass overwrite=True to start again.")
-    tensors = load_file(folder / "state.safetensors")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(tensors[f"param.{name}"])
-    state = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value  # load_state_dict moves it where it goes
-    optimizer.load_state_dict({"state": state,
-                               "param_groups": optimizer.state_dict()["param_groups"]})
-    generator.set_state(tensors["generator"])
-    return info["losses"]
-
-
-_ACCELERATOR = None  # accelerate keeps one state per process: one Accelerator, made once
 
 
 def precision_for(pipe) -> str:
@@ -264,23 +226,8 @@ def precision_for(pipe) -> str:
 
 
 def _accelerator(pipe, mixed_precision: str | None):
-    """This process's ``Accelerator``, made on the first call. accelerate cannot change its mixed
-    precision or device within a process, so a later call that needs others is refused clearly."""
-    from accelerate import Accelerator
-
-    global _ACCELERATOR
-    wanted = mixed_precision or precision_for(pipe)
-    on_gpu = pipe.device.type == "cuda"
-    if _ACCELERATOR is None:
-        _ACCELERATOR = Accelerator(mixed_precision=wanted, cpu=not on_gpu)
-    made = _ACCELERATOR
-    if made.mixed_precision != wanted or (made.device.type == "cuda") != on_gpu:
-        raise RuntimeError(
-            f"This kernel already trained with mixed precision {made.mixed_precision!r} on "
-            f"{made.device.type}; this pipeline needs {wanted!r} on {pipe.device.type}, and "
-            "accelerate allows one setting per process. Restart the kernel, or load every "
-            "pipeline you train with the same device and dtype.")
-    return made
+    """This process's ``Accelerator`` (``utils.training.get_accelerator``) for training ``pipe``."""
+    return get_accelerator(mixed_precision or precision_for(pipe), cpu=pipe.device.type != "cuda")
 
 
 def _autocast(accelerator, pipe):
@@ -323,53 +270,27 @@ def _trained_in_fp32(params: dict):
 
 def _fit(step_loss, params: dict, *, steps: int, lr: float, weight_decay: float, out_dir: Path,
          recipe: dict, generator: torch.Generator, accelerator, autocast, checkpoint_every: int,
-         progress: bool, callback, desc: str) -> TrainResult:
-    """The loop both trainers share: AdamW on ``params``, a checkpoint every ``checkpoint_every``
-    steps and on KeyboardInterrupt, resuming from ``out_dir/checkpoint`` when there is one."""
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
-    optimizer = accelerator.prepare(optimizer)
-    checkpoint = out_dir / "checkpoint"
-    losses = []
-    if (checkpoint / "state.json").exists():
-        losses = _load_checkpoint(checkpoint, params, optimizer, generator, recipe)
-        print(f"Resuming from the checkpoint at step {len(losses)} in {checkpoint}.")
-    result = TrainResult(out_dir, losses, resumed_from=len(losses))
-    bar = tqdm(total=steps, initial=len(losses), desc=desc, disable=not progress)
-    try:
-        while len(losses) < steps:
-            with autocast():
-                loss = step_loss()
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(list(params.values()), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
-            if checkpoint_every and len(losses) % checkpoint_every == 0 and len(losses) < steps:
-                _save_checkpoint(checkpoint, params, optimizer, generator, losses, recipe)
-            if callback is not None:
-                callback(len(losses), losses[-1])
-    except KeyboardInterrupt:
-        _save_checkpoint(checkpoint, params, optimizer, generator, losses, recipe)
-        print(f"Stopped after step {len(losses)} of {steps}; saved a checkpoint in {checkpoint}. "
-              "Run the same call again to resume.")
-        raise
-    finally:
-        bar.close()
-    result.seconds = time.perf_counter() - started
-    return result
+         progress: bool, callback, desc: str, stop_at: int | None = None) -> TrainResult:
+    """Both trainers' loop: ``utils.training.fit`` with AdamW on ``params``, gradients clipped to
+    norm 1, a checkpoint in ``out_dir/checkpoint`` every ``checkpoint_every`` steps and on
+    KeyboardInterrupt, resumed from when there is one."""
+    fitted = fit(step_loss, params, torch.optim.AdamW(list(params.values()), lr=lr,
+                                                      weight_decay=weight_decay),
+                 steps=steps, accelerator=accelerator, autocast=autocast, clip=1.0,
+                 checkpoint=out_dir / "checkpoint", checkpoint_every=checkpoint_every,
+                 generators=[generator], recipe=recipe, stop_at=stop_at, progress=progress,
+                 callback=callback, desc=desc)
+    return TrainResult(out_dir, fitted.losses, resumed_from=fitted.resumed_from,
+                       seconds=fitted.seconds, finished=fitted.finished)
 
 
-def _finish(result: TrainResult, final: Path, recipe: dict) -> TrainResult:
-    record = {"recipe": recipe, "steps": len(result.losses), "losses": result.losses,
-              "resumed_from": result.resumed_from, "final": final.name}
-    (result.out_dir / "training.json").write_text(json.dumps(record, indent=1))
-    shutil.rmtree(result.out_dir / "checkpoint", ignore_errors=True)  # the result is saved now
+def _finish(result: TrainResult, final: Path, recipe: dict, accelerator) -> TrainResult:
+    if accelerator.is_main_process:
+        record = {"recipe": recipe, "steps": len(result.losses), "losses": result.losses,
+                  "resumed_from": result.resumed_from, "final": final.name}
+        (result.out_dir / "training.json").write_text(json.dumps(record, indent=1))
+        discard_checkpoint(result.out_dir / "checkpoint")  # the result is saved now
+    accelerator.wait_for_everyone()
     result.final = final
     return result
 
@@ -423,7 +344,7 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
                             batch_size: int = 8, seed: int = 0, checkpoint_every: int = 100,
                             mixed_precision: str | None = None, gradient_checkpointing: bool = False,
                             overwrite: bool = False, progress: bool = True,
-                            callback=None) -> TrainResult:
+                            callback=None, stop_at: int | None = None) -> TrainResult:
     """Learn one new token's embedding from a few captioned images; nothing else changes.
 
     Args:
@@ -439,6 +360,11 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
             half dtype, or "fp16" for an fp32 pipeline on CUDA, else "no".
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         callback: called as ``callback(step, loss)`` after every step.
+        stop_at: pause after this step with a checkpoint (``TrainResult.finished`` is False), for
+            a session that must end; the same call again goes on from there.
+
+    Several processes (``accelerate launch``, see ``python -m utils.finetune --help``): each
+    computes its share of every batch; the result is the one a single process gets.
 
     Returns:
         A ``TrainResult``; afterwards the pipeline knows ``token`` (its row holds the result).
@@ -451,7 +377,8 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
               "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
               "images": len(images), "prompts": list(prompts)}
     out_dir = Path(out_dir)
-    done = _start(out_dir, out_dir / EMBEDDING_FILE, recipe, overwrite)
+    accelerator = _accelerator(pipe, mixed_precision)
+    done = _start(out_dir, out_dir / EMBEDDING_FILE, recipe, overwrite, accelerator)
     token_id = add_token(pipe, token, init_word)
     embedding = pipe.text_encoder.get_input_embeddings()
     if done:  # the token's row from the saved file, as training left it
@@ -472,13 +399,12 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
     mean, std = encode_images(pipe, images)
     ids = token_ids(pipe, list(prompts))
     generator = torch.Generator().manual_seed(seed)
-    accelerator = _accelerator(pipe, mixed_precision)
 
-    def step_loss():
+    def step_loss(share):  # the whole batch is drawn; this process computes its share
         idx = torch.randint(0, len(ids), (batch_size,), generator=generator)
         latents = _sample_latents(pipe, mean, std, idx, generator)
-        text_embeddings = pipe.text_encoder(ids[idx])[0]  # (B, T, D), the new row from `new`
-        return diffusion_loss(pipe, latents, text_embeddings, generator).mean()
+        text_embeddings = pipe.text_encoder(share(ids[idx]))[0]  # (B, T, D), the new row from `new`
+        return diffusion_loss(pipe, latents, text_embeddings, generator, share).mean()
 
     handle = embedding.register_forward_hook(new.hook)
     try:
@@ -486,7 +412,7 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
                       out_dir=out_dir, recipe=recipe, generator=generator, accelerator=accelerator,
                       autocast=_autocast(accelerator, pipe),
                       checkpoint_every=checkpoint_every, progress=progress, callback=callback,
-                      desc=f"textual inversion {token}")
+                      desc=f"textual inversion {token}", stop_at=stop_at)
     finally:
         handle.remove()
         pipe.unet.eval()
@@ -496,8 +422,11 @@ def train_textual_inversion(pipe, images, prompts: list[str], token: str, init_w
             _text_checkpointing(pipe.text_encoder, "disable")()
     with torch.no_grad():  # the only write to the embedding matrix: the new token's own row
         embedding.weight[token_id] = new.vector.to(embedding.weight.dtype)
-    save_embedding(pipe, token, out_dir / EMBEDDING_FILE)
-    return _finish(result, out_dir / EMBEDDING_FILE, recipe)
+    if not result.finished:
+        return result
+    if accelerator.is_main_process:
+        save_embedding(pipe, token, out_dir / EMBEDDING_FILE)
+    return _finish(result, out_dir / EMBEDDING_FILE, recipe, accelerator)
 
 
 def save_embedding(pipe, token: str, path: str | Path, overwrite: bool = False) -> Path:
@@ -573,7 +502,8 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
                      steps: int = 400, lr: float = 1e-4, batch_size: int = 4, seed: int = 0,
                      lora_rank: int | None = None, checkpoint_every: int = 100,
                      mixed_precision: str | None = None, gradient_checkpointing: bool = False,
-                     overwrite: bool = False, progress: bool = True, callback=None) -> TrainResult:
+                     overwrite: bool = False, progress: bool = True, callback=None,
+                     stop_at: int | None = None) -> TrainResult:
     """Fine-tune ``pipe.unet`` on a few images of one subject, all captioned ``prompt``.
 
     Args:
@@ -600,7 +530,8 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
               "images": len(images), "class_images": len(class_images) if class_prompt else 0}
     out_dir = Path(out_dir)
     final = out_dir / (LORA_FILE if lora_rank else "unet")
-    done = _start(out_dir, final, recipe, overwrite)
+    accelerator = _accelerator(pipe, mixed_precision)
+    done = _start(out_dir, final, recipe, overwrite, accelerator)
     if done:
         if lora_rank:
             pipe.load_lora_weights(out_dir, weight_name=LORA_FILE)  # as training left them
@@ -633,18 +564,18 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
             class_mean, class_std = encode_images(pipe, class_images)
             class_text = pipe.text_encoder(token_ids(pipe, [class_prompt]))[0]
     generator = torch.Generator().manual_seed(seed)
-    accelerator = _accelerator(pipe, mixed_precision)
     autocast = _autocast(accelerator, pipe)
 
-    def step_loss():
+    def step_loss(share):  # the whole batch is drawn; this process computes its share
         idx = torch.randint(0, len(mean), (batch_size,), generator=generator)
         latents = _sample_latents(pipe, mean, std, idx, generator)
-        loss = diffusion_loss(pipe, latents, instance_text.expand(batch_size, -1, -1),
-                              generator).mean()
+        loss = diffusion_loss(pipe, latents, share(instance_text.expand(batch_size, -1, -1)),
+                              generator, share).mean()
         if class_prompt:
             idx = torch.randint(0, len(class_mean), (batch_size,), generator=generator)
             latents = _sample_latents(pipe, class_mean, class_std, idx, generator)
-            prior = diffusion_loss(pipe, latents, class_text.expand(batch_size, -1, -1), generator)
+            prior = diffusion_loss(pipe, latents, share(class_text.expand(batch_size, -1, -1)),
+                                   generator, share)
             loss = loss + prior_weight * prior.mean()
         return loss
 
@@ -654,13 +585,16 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
                           out_dir=out_dir, recipe=recipe, generator=generator,
                           accelerator=accelerator, autocast=autocast,
                           checkpoint_every=checkpoint_every, progress=progress,
-                          callback=callback, desc="dreambooth" + (" + prior" if class_prompt else ""))
+                          callback=callback, desc="dreambooth" + (" + prior" if class_prompt else ""),
+                          stop_at=stop_at)
         finally:
             unet.eval()
             if gradient_checkpointing:
                 unet.disable_gradient_checkpointing()
         unet.requires_grad_(False)
-        if lora_rank:  # saved in fp32, the precision they were trained in
+        if not result.finished:
+            return result
+        if lora_rank and accelerator.is_main_process:  # saved in fp32, as they were trained
             from diffusers import StableDiffusionPipeline
             from diffusers.utils import convert_state_dict_to_diffusers
             from peft.utils import get_peft_model_state_dict
@@ -668,6 +602,6 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
             layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
             StableDiffusionPipeline.save_lora_weights(out_dir, unet_lora_layers=layers,
                                                       safe_serialization=True)
-        else:
+        elif accelerator.is_main_process:
             unet.save_pretrained(out_dir / "unet", safe_serialization=True)
-    return _finish(result, final, recipe)
+    return _finish(result, final, recipe, accelerator)

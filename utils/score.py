@@ -13,21 +13,14 @@ noise standard deviation in those units (variance exploding: no scaling of ``x``
 """
 import argparse
 import json
-import math
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
-from .checks import check_int, check_json_file, check_number, check_path, check_safetensors
+from .checks import check_int, check_json_file, check_path, check_safetensors
 from .data import load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -141,119 +134,63 @@ def denoising_loss(denoiser: Denoiser, x0: torch.Tensor, generator=None) -> torc
 
 
 def train_denoiser(denoiser: Denoiser, steps: int, batch_size: int = 128, lr: float = 2e-3,
-                   seed: int = 0, ema_decay: float = 0.999, start_step: int = 0, ema=None,
-                   optimizer=None, on_step=None, progress: bool = True):
-    """Train ``denoiser`` in place on the MNIST train split; returns ``(losses, ema_state)``.
+                   seed: int = 0, ema_decay: float = 0.999, checkpoint: str | Path | None = None,
+                   checkpoint_every: int | None = None, progress: bool = True):
+    """Train ``denoiser`` in place on the MNIST train split with the course's training loop
+    (``utils.training.fit``): AdamW (weight decay 0.01), a 100-step warm-up then cosine decay to 5% of ``lr``,
+    gradients clipped to norm 1, an EMA of the weights. With a ``checkpoint`` folder it resumes
+    from there and saves every ``checkpoint_every`` steps. Returns ``(fitted, ema)``."""
+    from .training import EMA, fit, warmup_cosine
 
-    ``on_step(step, losses, ema_state, optimizer)`` is called after every step (checkpoints).
-    """
-    from tqdm.auto import tqdm
-
-    if not isinstance(denoiser, Denoiser):
-        raise TypeError(f"denoiser must be a Denoiser, got {type(denoiser).__name__}.")
-    check_int("steps", steps)
-    check_int("batch_size", batch_size)
-    check_int("start_step", start_step, minimum=0)
-    check_number("lr", lr, 0, strict=True)
-    check_number("ema_decay", ema_decay, 0, 1)
     x_train, _ = mnist_tensor("train")
-    generator = torch.Generator().manual_seed(seed + start_step)
-    optimizer = optimizer or torch.optim.AdamW(denoiser.parameters(), lr=lr, weight_decay=0.0)
-    ema = ema or {k: v.detach().clone() for k, v in denoiser.state_dict().items()}
-    total = start_step + steps
-    losses = []
-    denoiser.train()
-    for step in tqdm(range(start_step, total), disable=not progress, desc="denoiser"):
-        for group in optimizer.param_groups:  # warm up, then cosine decay to 5% of lr
-            warm = min(1.0, (step + 1) / 100)
-            group["lr"] = lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
+    generator = torch.Generator().manual_seed(seed)
+    params = dict(denoiser.named_parameters())
+    ema = EMA(params, ema_decay)
+
+    def loss_fn(share):  # one process or several: each draws the whole batch (see utils.training)
         batch = x_train[torch.randint(len(x_train), (batch_size,), generator=generator)]
-        loss = denoising_loss(denoiser, batch, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(denoiser.parameters(), 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            for k, v in denoiser.state_dict().items():
-                ema[k].lerp_(v, 1 - ema_decay) if v.dtype.is_floating_point else ema[k].copy_(v)
-        losses.append(loss.item())
-        if on_step is not None:
-            on_step(step + 1, losses, ema, optimizer)
+        return denoising_loss(denoiser, batch, generator)
+
+    denoiser.train()
+    fitted = fit(loss_fn, params, torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.01),
+                 steps=steps, schedule=lambda step, done: warmup_cosine(lr, done, step, 100, 0.05),
+                 clip=1.0, ema=ema, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                 generators=[generator], progress=progress, desc="denoiser",
+                 recipe={"batch_size": batch_size, "lr": lr, "seed": seed, "ema_decay": ema_decay,
+                         "channels": list(denoiser.unet.config.block_out_channels)})
     denoiser.eval()
-    return losses, ema
+    return fitted, ema
 
 
 def _train_command(args) -> None:
+    from .record import command_line, versions
+    from .training import discard_checkpoint, find_checkpoint
+
     out, work = Path(args.out), Path(args.work)
+    checkpoint = work / "checkpoint"
     if (out / "config.json").exists() and not args.overwrite:
         sys.exit(f"{out} already holds a trained denoiser; pass --overwrite to replace it.")
+    if find_checkpoint(checkpoint) and not args.resume:
+        if not args.overwrite:
+            sys.exit(f"{work} holds the checkpoint of an earlier run; pass --resume to continue it, "
+                     "or --overwrite to start again (its progress is then lost), or choose another "
+                     "--work.")
+        discard_checkpoint(checkpoint)
     torch.manual_seed(args.seed)
-    channels = (8, 16, 16) if args.smoke else (16, 32, 64)
-    denoiser = Denoiser(build_unet(channels))
-    optimizer = torch.optim.AdamW(denoiser.parameters(), lr=args.lr)
-    work.mkdir(parents=True, exist_ok=True)
-    checkpoint, start, ema, elapsed = work / "checkpoint.safetensors", 0, None, 0.0
-    if checkpoint.exists() and not (args.resume or args.overwrite):
-        sys.exit(f"{work} holds the checkpoint of an earlier run; pass --resume to continue it, or "
-                 "--overwrite to start again (its progress is then lost), or choose another --work.")
-    if args.resume and checkpoint.exists():
-        try:
-            again = f"Delete {work} and train again without --resume."
-            state = load_file(check_safetensors(checkpoint, again))
-            meta = check_json_file(work / "checkpoint.json", again)
-            with safe_open(checkpoint, "pt") as f:
-                saved_step = (f.metadata() or {}).get("step")
-            if saved_step is not None and int(saved_step) != meta["step"]:
-                raise OSError(f"{checkpoint} (step {saved_step}) and checkpoint.json (step "
-                              f"{meta['step']}) disagree: saving was interrupted. {again}")
-            denoiser.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-            if not (work / "optimizer.pt").is_file():
-                raise FileNotFoundError(f"{work / 'optimizer.pt'} is missing. {again}")
-        except OSError as err:
-            sys.exit(f"--resume: {err}")
-        except RuntimeError:  # the state dict belongs to another network size
-            sys.exit(f"--resume: {checkpoint} holds a network of another size; resume with the same "
-                     "flags it was started with (--smoke or not), or use another --work.")
-        ema = {k[4:]: v for k, v in state.items() if k.startswith("ema.")}
-        optimizer.load_state_dict(torch.load(work / "optimizer.pt", weights_only=True))
-        start, elapsed = meta["step"], meta["seconds"]
-        print(f"resuming from step {start} ({checkpoint})")
-    began = time.perf_counter()
-
-    def save(step, losses, ema_state, opt, force=False):
-        if step % args.checkpoint_every and not force:
-            return
-        tensors = {f"model.{k}": v.contiguous() for k, v in denoiser.state_dict().items()}
-        tensors.update({f"ema.{k}": v.contiguous() for k, v in ema_state.items()})
-        # Each file is written beside its old self and then swapped in, the step record last, so
-        # an interrupt while saving leaves the previous checkpoint whole.
-        partial = {name: work / f"{name}.partial" for name in
-                   ("checkpoint.safetensors", "optimizer.pt", "checkpoint.json")}
-        save_file(tensors, partial["checkpoint.safetensors"], metadata={"step": str(step)})
-        torch.save(opt.state_dict(), partial["optimizer.pt"])
-        partial["checkpoint.json"].write_text(json.dumps(
-            {"step": step, "seconds": elapsed + time.perf_counter() - began}))
-        for name, path in partial.items():
-            os.replace(path, work / name)
-
-    remaining = args.steps - start
-    if remaining > 0:
-        losses, ema = train_denoiser(denoiser, remaining, args.batch_size, args.lr, args.seed,
-                                     start_step=start, ema=ema, optimizer=optimizer, on_step=save)
-        save(args.steps, losses, ema, optimizer, force=True)
-    seconds = json.loads((work / "checkpoint.json").read_text())["seconds"]
-    denoiser.load_state_dict(ema)  # ship the exponential moving average: smoother, better samples
+    denoiser = Denoiser(build_unet((8, 16, 16) if args.smoke else (16, 32, 64)))
+    try:
+        fitted, ema = train_denoiser(denoiser, args.steps, args.batch_size, args.lr, args.seed,
+                                     checkpoint=checkpoint, checkpoint_every=args.checkpoint_every)
+    except ValueError as err:  # a checkpoint of other settings, or a damaged one
+        sys.exit(f"--resume: {err}")
+    ema.copy_to(denoiser)  # ship the exponential moving average: smoother, better samples
     denoiser.unet.save_pretrained(out)
-    record = {
-        "command": "python -m utils.score " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-        "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "train_seconds": round(seconds, 1), "parameters": sum(p.numel() for p in denoiser.parameters()),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "diffusers": __import__("diffusers").__version__, "numpy": np.__version__},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-    }
+    record = {"command": command_line("python -m utils.score", args.argv),
+              "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+              "train_seconds": round(fitted.seconds, 1),
+              "parameters": sum(p.numel() for p in denoiser.parameters()), "versions": versions()}
     (out / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out} after {seconds / 60:.1f} min of training")
+    print(f"saved {out} after {fitted.seconds / 60:.1f} min of training")
 
 
 def main(argv: list[str] | None = None) -> None:
