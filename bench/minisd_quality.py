@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from utils.data import load_mnist  # noqa: E402
 from utils.metrics import (bbox_area, classifier_features, classify, frechet_distance,  # noqa: E402
                            ink_area, ink_colour, load_classifier, nearest_distance, spread)
-from utils.minisd.data import (DIGIT_WORDS, SIZES, THICKNESS, TRAIN_COLOURS, caption,  # noqa: E402
-                               random_attributes, render, training_set)
+from utils.digits import SIZES, THICKNESS, TRAIN_COLOURS, render  # noqa: E402
+from utils.minisd.data import DIGIT_WORDS, caption, random_attributes, training_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED0 = 10_000  # generation seeds start here: held out from anything training drew

@@ -21,10 +21,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from bench.sampler_tables import markdown_table  # noqa: E402
 from utils import describe_hardware  # noqa: E402
-from utils.samplers import (GaussianMixture, distance_vs_nfe, dpm_solver_pp,  # noqa: E402
-                            energy_distance, findings, karras_sigmas, markdown_table,
-                            mean_distance, run)
+from utils.gmm import GaussianMixture, energy_distance, mean_distance  # noqa: E402
+from utils.sampler_report import findings  # noqa: E402
+from utils.samplers import distance_vs_nfe, dpm_solver_pp, karras_sigmas, run  # noqa: E402
 
 SIGMA_MAX = 20.0
 CONVERGED_STEPS = 500  # DPM-Solver++ with this many steps stands in for the exact ODE solution

@@ -28,10 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from bench.sampler_tables import markdown_table  # noqa: E402
 from utils import describe_hardware  # noqa: E402
 from utils.metrics import classifier_features, frechet_distance, load_classifier  # noqa: E402
-from utils.samplers import (SAMPLERS, distance_vs_nfe, findings, heun, karras_sigmas,  # noqa: E402
-                            markdown_table, steps_for_nfe)
+from utils.sampler_report import findings  # noqa: E402
+from utils.samplers import SAMPLERS, distance_vs_nfe, heun, karras_sigmas, steps_for_nfe  # noqa: E402
 from utils.score import (DENOISER_PATH, SIGMA_MAX, SIGMA_MIN, Denoiser, build_unet,  # noqa: E402
                          load_mnist_denoiser, mnist_tensor)
 

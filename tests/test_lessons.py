@@ -5,7 +5,7 @@ import torch
 
 from utils.lessons import SD_PROMPTS, held_out_digits, lesson_images
 from utils.metrics import ink_colour
-from utils.minisd.data import TRAIN_COLOURS
+from utils.digits import TRAIN_COLOURS
 from utils.track import tiny_random_pipeline
 
 

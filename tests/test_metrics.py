@@ -9,7 +9,7 @@ from utils.data import load_mnist
 from utils.metrics import (CLASSIFIER_PATH, as_images, bbox_area, classify, evaluate_classifier,
                            frechet_distance, ink_area, ink_colour, load_classifier,
                            nearest_distance, spread)
-from utils.minisd.data import PALETTE, render
+from utils.digits import PALETTE, render
 
 
 @pytest.fixture(scope="module")

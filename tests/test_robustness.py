@@ -16,7 +16,9 @@ from safetensors.torch import save_file
 
 matplotlib.use("Agg")
 
-from utils import data, device, lessons, metrics, plotting, samplers, score, sd15, track  # noqa: E402
+from bench import sampler_tables  # noqa: E402
+from utils import (data, device, digits, gmm, lessons, metrics, plotting, sampler_report,  # noqa: E402
+                   samplers, score, sd15, track)
 from utils.minisd import data as minisd_data  # noqa: E402
 from utils.minisd import load_clip, models, tokenizer  # noqa: E402
 from utils.settings import Settings  # noqa: E402
@@ -378,22 +380,6 @@ def test_denoising_loss_rejects(call, error, match, broken):
     expect(call, error, match, broken)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    case("steps zero", lambda b: score.train_denoiser(b.denoiser, 0), ValueError, "steps must be an integer >= 1"),
-    case("steps float", lambda b: score.train_denoiser(b.denoiser, 2.5), TypeError, "steps must be an integer"),
-    case("batch_size zero", lambda b: score.train_denoiser(b.denoiser, 1, batch_size=0), ValueError,
-         "batch_size must be"),
-    case("lr negative", lambda b: score.train_denoiser(b.denoiser, 1, lr=-1e-3), ValueError, "lr must be in"),
-    case("ema_decay above 1", lambda b: score.train_denoiser(b.denoiser, 1, ema_decay=1.5), ValueError,
-         r"ema_decay must be in \[0, 1\]"),
-    case("start_step negative", lambda b: score.train_denoiser(b.denoiser, 1, start_step=-1), ValueError,
-         "start_step must be"),
-    case("not a Denoiser", lambda b: score.train_denoiser(ZERO, 1), TypeError, "denoiser must be a Denoiser"),
-])
-def test_train_denoiser_rejects(call, error, match, broken):
-    expect(call, error, match, broken)
-
-
 @pytest.mark.parametrize("argv, match", [
     pytest.param(["--steps", "0"], "--steps must be > 0, got 0", id="steps zero"),
     pytest.param(["--steps", "2.5"], "--steps: invalid int value", id="steps float"),
@@ -405,18 +391,6 @@ def test_score_main_rejects(argv, match, tmp_path, capsys):
     with pytest.raises(SystemExit):
         score.main(["train", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *argv])
     assert match in capsys.readouterr().err
-
-
-def test_score_main_rejects_a_broken_checkpoint_on_resume(tmp_path, monkeypatch):
-    monkeypatch.setattr(score, "mnist_tensor", lambda split: (torch.zeros(8, 1, 32, 32), torch.zeros(8)))
-    work = tmp_path / "work"
-    score.main(["train", "--out", str(tmp_path / "out"), "--work", str(work), "--steps", "1",
-                "--batch-size", "2", "--smoke"])
-    _truncate(work / "checkpoint.safetensors")
-    with pytest.raises(SystemExit, match=r"--resume: .*checkpoint.safetensors is truncated or corrupt.*"
-                                         r"without --resume"):
-        score.main(["train", "--out", str(tmp_path / "out2"), "--work", str(work), "--steps", "2",
-                    "--smoke", "--resume"])
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -660,8 +634,9 @@ def test_distance_vs_nfe_rejects(call, error, match, broken):
     expect(call, error, match, broken)
 
 
-@pytest.mark.parametrize("fn", [samplers.results_table, lambda rows: samplers.markdown_table(rows, 0.1),
-                                lambda rows: samplers.findings(rows, 0.1)],
+@pytest.mark.parametrize("fn", [sampler_report.results_table,
+                                lambda rows: sampler_tables.markdown_table(rows, 0.1),
+                                lambda rows: sampler_report.findings(rows, 0.1)],
                          ids=["results_table", "markdown_table", "findings"])
 @pytest.mark.parametrize("rows", [[], [{"sampler": "Heun"}], "rows"], ids=["empty", "no keys", "string"])
 def test_row_readers_reject(fn, rows):
@@ -670,16 +645,16 @@ def test_row_readers_reject(fn, rows):
 
 
 @pytest.mark.parametrize("call, error, match", [
-    case("floor text", lambda b: samplers.markdown_table(ROWS, "0.1"), TypeError, "floor must be a number"),
+    case("floor text", lambda b: sampler_tables.markdown_table(ROWS, "0.1"), TypeError, "floor must be a number"),
 ])
 def test_markdown_table_rejects(call, error, match, broken):
     expect(call, error, match, broken)
 
 
 @pytest.mark.parametrize("call, error, match", [
-    case("unknown baseline", lambda b: samplers.findings(ROWS, 0.1, baseline="DDPM"), ValueError,
+    case("unknown baseline", lambda b: sampler_report.findings(ROWS, 0.1, baseline="DDPM"), ValueError,
          r"baseline='DDPM' is not one of 'Euler/DDIM'"),
-    case("floor zero", lambda b: samplers.findings(ROWS, 0.0), ValueError, r"floor must be in \(0"),
+    case("floor zero", lambda b: sampler_report.findings(ROWS, 0.0), ValueError, r"floor must be in \(0"),
 ])
 def test_findings_rejects(call, error, match, broken):
     expect(call, error, match, broken)
@@ -689,22 +664,22 @@ EYE = torch.eye(2)[None]
 
 
 @pytest.mark.parametrize("call, error, match", [
-    case("means 1-D", lambda b: samplers.GaussianMixture([0.0, 1.0], EYE, [1.0]), ValueError,
+    case("means 1-D", lambda b: gmm.GaussianMixture([0.0, 1.0], EYE, [1.0]), ValueError,
          r"means must be \(K, D\)"),
-    case("covs shape", lambda b: samplers.GaussianMixture([[0.0, 1.0]], torch.eye(2), [1.0]), ValueError,
+    case("covs shape", lambda b: gmm.GaussianMixture([[0.0, 1.0]], torch.eye(2), [1.0]), ValueError,
          r"covs must be \(K, D, D\)"),
-    case("covs not positive", lambda b: samplers.GaussianMixture([[0.0, 0.0]], -EYE, [1.0]), ValueError,
+    case("covs not positive", lambda b: gmm.GaussianMixture([[0.0, 0.0]], -EYE, [1.0]), ValueError,
          "covs must be symmetric positive definite"),
-    case("weights negative", lambda b: samplers.GaussianMixture([[0.0, 0.0]], EYE, [-1.0]), ValueError,
+    case("weights negative", lambda b: gmm.GaussianMixture([[0.0, 0.0]], EYE, [-1.0]), ValueError,
          "weights must be 1 non-negative"),
-    case("weights text", lambda b: samplers.GaussianMixture([[0.0, 0.0]], EYE, "uniform"), TypeError,
+    case("weights text", lambda b: gmm.GaussianMixture([[0.0, 0.0]], EYE, "uniform"), TypeError,
          "weights must be numbers"),
-    case("sample n zero", lambda b: samplers.GaussianMixture.default().sample(0), ValueError, "n must be"),
-    case("sample sigma negative", lambda b: samplers.GaussianMixture.default().sample(3, sigma=-1),
+    case("sample n zero", lambda b: gmm.GaussianMixture.default().sample(0), ValueError, "n must be"),
+    case("sample sigma negative", lambda b: gmm.GaussianMixture.default().sample(3, sigma=-1),
          ValueError, "sigma must be"),
-    case("eps x 3-D", lambda b: samplers.GaussianMixture.default().eps(torch.zeros(4, 3), 1.0), ValueError,
+    case("eps x 3-D", lambda b: gmm.GaussianMixture.default().eps(torch.zeros(4, 3), 1.0), ValueError,
          r"x must be a tensor \(n, 2\)"),
-    case("eps sigma text", lambda b: samplers.GaussianMixture.default()(X, "1"), TypeError,
+    case("eps sigma text", lambda b: gmm.GaussianMixture.default()(X, "1"), TypeError,
          "sigma must be a number"),
 ])
 def test_gaussian_mixture_rejects(call, error, match, broken):
@@ -712,21 +687,21 @@ def test_gaussian_mixture_rejects(call, error, match, broken):
 
 
 @pytest.mark.parametrize("call, error, match", [
-    case("a numpy", lambda b: samplers.mean_distance(np.zeros((3, 2))), TypeError, "a must be a tensor"),
-    case("a empty", lambda b: samplers.mean_distance(torch.zeros(0, 2)), ValueError, "a must be a non-empty"),
-    case("b other width", lambda b: samplers.mean_distance(X, torch.zeros(3, 5)), ValueError,
+    case("a numpy", lambda b: gmm.mean_distance(np.zeros((3, 2))), TypeError, "a must be a tensor"),
+    case("a empty", lambda b: gmm.mean_distance(torch.zeros(0, 2)), ValueError, "a must be a non-empty"),
+    case("b other width", lambda b: gmm.mean_distance(X, torch.zeros(3, 5)), ValueError,
          r"b must be a non-empty tensor \(n, 2\)"),
-    case("chunk zero", lambda b: samplers.mean_distance(X, chunk=0), ValueError, "chunk must be"),
+    case("chunk zero", lambda b: gmm.mean_distance(X, chunk=0), ValueError, "chunk must be"),
 ])
 def test_mean_distance_rejects(call, error, match, broken):
     expect(call, error, match, broken)
 
 
 @pytest.mark.parametrize("call, error, match", [
-    case("x 1-D", lambda b: samplers.energy_distance(torch.zeros(4), X), ValueError, r"x must be a non-empty"),
-    case("y other width", lambda b: samplers.energy_distance(X, torch.zeros(4, 3)), ValueError,
+    case("x 1-D", lambda b: gmm.energy_distance(torch.zeros(4), X), ValueError, r"x must be a non-empty"),
+    case("y other width", lambda b: gmm.energy_distance(X, torch.zeros(4, 3)), ValueError,
          r"y must be a non-empty tensor \(n, 2\)"),
-    case("y_self text", lambda b: samplers.energy_distance(X, X, y_self="0"), TypeError, "y_self must be"),
+    case("y_self text", lambda b: gmm.energy_distance(X, X, y_self="0"), TypeError, "y_self must be"),
 ])
 def test_energy_distance_rejects(call, error, match, broken):
     expect(call, error, match, broken)
@@ -762,23 +737,23 @@ Z2 = np.zeros(2, int)
 
 
 @pytest.mark.parametrize("call, error, match", [
-    case("32x32", lambda b: minisd_data.render(np.zeros((2, 32, 32), np.uint8), Z2, Z2, Z2), ValueError,
+    case("32x32", lambda b: digits.render(np.zeros((2, 32, 32), np.uint8), Z2, Z2, Z2), ValueError,
          r"images must have shape \(N, 28, 28\)"),
-    case("RGB digits", lambda b: minisd_data.render(np.zeros((2, 28, 28, 3), np.uint8), Z2, Z2, Z2),
+    case("RGB digits", lambda b: digits.render(np.zeros((2, 28, 28, 3), np.uint8), Z2, Z2, Z2),
          ValueError, r"images must have shape \(N, 28, 28\)"),
-    case("range 0..1", lambda b: minisd_data.render(np.full((2, 28, 28), 0.5), Z2, Z2, Z2), ValueError,
+    case("range 0..1", lambda b: digits.render(np.full((2, 28, 28), 0.5), Z2, Z2, Z2), ValueError,
          "images must be 0-255"),
-    case("strings", lambda b: minisd_data.render(np.full((2, 28, 28), "a"), Z2, Z2, Z2), TypeError,
+    case("strings", lambda b: digits.render(np.full((2, 28, 28), "a"), Z2, Z2, Z2), TypeError,
          "images must be numbers"),
-    case("colour index too big", lambda b: minisd_data.render(DIGITS, [0, 99], Z2, Z2), ValueError,
+    case("colour index too big", lambda b: digits.render(DIGITS, [0, 99], Z2, Z2), ValueError,
          "colour must be 2 integer indices"),
-    case("thickness too short", lambda b: minisd_data.render(DIGITS, Z2, [0], Z2), ValueError,
+    case("thickness too short", lambda b: digits.render(DIGITS, Z2, [0], Z2), ValueError,
          "thickness must be 2 integer indices"),
-    case("size names", lambda b: minisd_data.render(DIGITS, Z2, Z2, ["small", "large"]), ValueError,
+    case("size names", lambda b: digits.render(DIGITS, Z2, Z2, ["small", "large"]), ValueError,
          "size must be 2 integer indices"),
-    case("shift shape", lambda b: minisd_data.render(DIGITS, Z2, Z2, Z2, shift=[1.0, 1.0]), ValueError,
+    case("shift shape", lambda b: digits.render(DIGITS, Z2, Z2, Z2, shift=[1.0, 1.0]), ValueError,
          r"shift must be \(N, 2\)"),
-    case("unknown colours", lambda b: minisd_data.render(DIGITS, Z2, Z2, Z2, colours=["mauve"]), ValueError,
+    case("unknown colours", lambda b: digits.render(DIGITS, Z2, Z2, Z2, colours=["mauve"]), ValueError,
          "colours must be a list of names"),
 ])
 def test_render_rejects(call, error, match, broken):

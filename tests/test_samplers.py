@@ -1,4 +1,5 @@
-"""utils.samplers: hand-written samplers against diffusers' schedulers and against exact scores."""
+"""utils.samplers: hand-written samplers against diffusers' schedulers and against exact scores
+(utils.gmm's Gaussian mixture), and utils.sampler_report's findings."""
 import math
 
 import pytest
@@ -6,9 +7,9 @@ import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        HeunDiscreteScheduler)
 
-from utils.samplers import (SAMPLERS, CountingModel, GaussianMixture, adam_like, dpm_solver_pp,
-                            energy_distance, euler, heun, karras_sigmas, mean_distance,
-                            quiet_numpy_copy_warning, run, steps_for_nfe, trajectory)
+from utils.gmm import GaussianMixture, energy_distance, mean_distance
+from utils.samplers import (SAMPLERS, CountingModel, adam_like, dpm_solver_pp, euler, heun,
+                            karras_sigmas, quiet_numpy_copy_warning, run, steps_for_nfe, trajectory)
 
 
 def analytic_eps(x: torch.Tensor, sigma) -> torch.Tensor:
@@ -176,7 +177,7 @@ def _rows(table: dict) -> list[dict]:
 
 
 def test_findings_are_computed_from_the_table():
-    from utils.samplers import findings
+    from utils.sampler_report import findings
 
     # Two samplers level off together far above the floor: the shared error is named.
     plateau = findings(_rows({"Euler/DDIM": {4: 9.0, 16: 3.3}, "Heun": {4: 20.0, 16: 3.1},

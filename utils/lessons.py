@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 
 from utils.checks import check_int, check_path
 from utils.data import SUBSET_TEST_PER_CLASS, load_mnist
-from utils.minisd.data import TRAIN_COLOURS, caption, render
+from utils.digits import TRAIN_COLOURS, render
+from utils.minisd.data import caption
 from utils.plotting import to_pil
 
 __all__ = ["held_out_digits", "lesson_images", "SD_PROMPTS", "SKETCHES", "load_sketch",

@@ -2,7 +2,7 @@
 varied, how close to a training image, and a Frechet distance on a digit classifier's features.
 
 Images everywhere here are float tensors ``(B, 3, 32, 32)`` in [0, 1] with a black background
-(what ``utils.minisd.render`` makes); ``as_images`` converts pipeline outputs (PIL images or
+(what ``utils.digits.render`` makes); ``as_images`` converts pipeline outputs (PIL images or
 ``output_type="np"`` arrays) to that.
 
 The digit classifier is trained on the real MNIST train split only (never on generated images):
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from utils.checks import check_int, check_path, check_safetensors
-from utils.minisd.data import PALETTE, SIZES, THICKNESS, TRAIN_COLOURS, render
+from utils.digits import PALETTE, SIZES, THICKNESS, TRAIN_COLOURS, render
 
 CLASSIFIER_PATH = Path(__file__).resolve().parents[1] / "assets" / "mnist_classifier.safetensors"
 INK_THRESHOLD = 0.3  # a pixel is ink when its brightest channel exceeds this

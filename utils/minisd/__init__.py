@@ -10,13 +10,14 @@ U-Net checkpoint) and ``--overwrite`` to replace an existing output folder. The 
 stage's wall time, so on a busy CPU fewer steps are done; assets/minisd/TRAINING.json records the
 steps each stage actually did.
 
-Modules: ``data`` (coloured digits and captions), ``tokenizer`` (word-level CLIPTokenizer),
-``models`` (sizes and builders), ``train`` (the resumable stages).
+Modules: ``data`` (the training set and its captions; ``utils.digits`` draws the digits),
+``tokenizer`` (word-level CLIPTokenizer), ``models`` (sizes and builders), ``train`` (the
+resumable stages).
 """
 from pathlib import Path
 
-from utils.minisd.data import (DIGIT_WORDS, HELD_OUT_COLOUR, PALETTE, SIZES, THICKNESS,
-                               TRAIN_COLOURS, caption, render)
+from utils.digits import HELD_OUT_COLOUR, PALETTE, SIZES, THICKNESS, TRAIN_COLOURS, render
+from utils.minisd.data import DIGIT_WORDS, caption
 from utils.minisd.tokenizer import build_tokenizer
 
 MINISD_PATH = Path(__file__).resolve().parents[2] / "assets" / "minisd"

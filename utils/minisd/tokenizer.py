@@ -10,7 +10,8 @@ from collections import Counter
 from transformers import CLIPTokenizer
 from tokenizers.pre_tokenizers import ByteLevel
 
-from utils.minisd.data import DIGIT_WORDS, PALETTE
+from utils.digits import PALETTE
+from utils.minisd.data import DIGIT_WORDS
 
 CAPTION_WORDS = ["a", "digit", "thick", "thin", "small", "large", *DIGIT_WORDS, *PALETTE]
 # Not used by any training caption: free for later lessons (textual inversion, Dreambooth, prompts).
