@@ -128,25 +128,47 @@ def test_training_refuses_to_overwrite_and_resumes_without_redoing_stages(smoke_
         assert after["stages"][stage] == before["stages"][stage]
 
 
-def test_unet_checkpoint_round_trip(tmp_path):
-    from utils.minisd.models import SMOKE, build_unet
-    from utils.minisd.train import _load_checkpoint, _save_checkpoint
+@pytest.mark.parametrize("stage", ["vae", "unet"])
+def test_a_stage_interrupted_mid_way_resumes_to_the_uninterrupted_result(smoke_run, tmp_path,
+                                                                        monkeypatch, stage):
+    """Ctrl-C during a stage's step 5: steps 1-4 are checkpointed (SMOKE saves every step), and
+    --resume goes on from there to weights equal to those of the run that was never stopped."""
+    from safetensors.torch import load_file
 
-    torch.manual_seed(0)
-    unet, ema = build_unet(SMOKE, 32), build_unet(SMOKE, 32)
-    opt = torch.optim.AdamW(unet.parameters())
-    unet(torch.randn(2, 4, 8, 8), torch.tensor([1, 500]), torch.randn(2, 16, 32)).sample.mean().backward()
-    opt.step()
-    rng = np.random.default_rng(3)
-    _save_checkpoint(tmp_path / "c.safetensors", unet, ema, opt, 7, 12.5, rng)
-    unet2, ema2 = build_unet(SMOKE, 32), build_unet(SMOKE, 32)
-    opt2 = torch.optim.AdamW(unet2.parameters())
-    step, elapsed, rng2 = _load_checkpoint(tmp_path / "c.safetensors", unet2, ema2, opt2)
-    assert (step, elapsed) == (7, 12.5) and rng2.random() == rng.random()
-    for a, b in zip(unet.state_dict().values(), unet2.state_dict().values()):
-        assert torch.equal(a, b)
-    s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
-    assert all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
+    import utils.training as training
+    from utils.minisd.__main__ import main
+
+    threads = torch.get_num_threads()
+    real_fit, argv = training.fit, ["train", "--smoke", "--threads", "1", "--out",
+                                    str(tmp_path / "minisd"), "--work", str(tmp_path / "work")]
+
+    def fit_stopped_at_step_5(loss_fn, *args, desc="", **kwargs):
+        def loss(share):
+            if desc == stage and kwargs["checkpoint"] and len(calls) == 4:
+                raise KeyboardInterrupt
+            calls.append(1)
+            return loss_fn(share)
+        calls = []
+        return real_fit(loss, *args, desc=desc, **kwargs)
+
+    monkeypatch.setattr("utils.minisd.train.fit", fit_stopped_at_step_5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            main(argv)
+        saved = json.loads((tmp_path / "work" / f"{stage}-checkpoint" / "state.json").read_text())
+        assert saved["step"] == 4
+        monkeypatch.setattr("utils.minisd.train.fit", real_fit)
+        main(argv + ["--resume"])
+    finally:
+        torch.set_num_threads(threads)
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert state["stages"][stage]["steps"] == 8
+    assert not (tmp_path / "work" / f"{stage}-checkpoint").exists()  # removed once the stage is done
+    folder = {"vae": "vae", "unet": "unet"}[stage]
+    for file in (smoke_run / folder).glob("*.safetensors"):
+        resumed = load_file(tmp_path / "minisd" / folder / file.name)
+        for name, tensor in load_file(file).items():
+            assert torch.equal(resumed[name], tensor), name
 
 
 # --- the shipped pipeline ----------------------------------------------------------------------

@@ -258,6 +258,8 @@ def fit(loss_fn, params: dict[str, torch.Tensor], optimizer, *, steps: int, acce
     """
     from tqdm.auto import tqdm
 
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}.")
     accelerator = accelerator or get_accelerator()
     autocast = autocast or accelerator.autocast
     world, main = accelerator.num_processes, accelerator.is_main_process

@@ -88,7 +88,7 @@ def make_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PAT
 
     from utils import finetune
     from utils.metrics import classify, ink_colour, nearest_distance
-    from utils.minisd.train import _versions
+    from utils.record import versions as _versions
 
     out, base = check_path("out", out), check_path("base", base)
     if not (base / "model_index.json").exists():

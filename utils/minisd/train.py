@@ -10,15 +10,14 @@ Stages (each saved under the work folder, as safetensors, before the next starts
                   purple); colours come out truer and the U-Net's latent space is unchanged
     6. unet       UNet2DConditionModel predicting noise, cross-attending to the frozen text encoder
     7. export     StableDiffusionPipeline.save_pretrained, weights stored as fp16 safetensors
-A finished stage is never redone on ``--resume``; the U-Net stage also resumes mid-way from its
-last checkpoint.
+A finished stage is never redone on ``--resume``; a stage that was interrupted resumes from its
+last checkpoint (saved every ``recipe.checkpoint_every_s`` seconds). Every training stage runs the
+course's one training loop, ``utils.training.fit``.
 """
 import json
 import math
 import os
-import platform
 import shutil
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,12 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from utils.minisd.data import TRAIN_COLOURS, DIGIT_WORDS, random_captions, render, training_set
 from utils.minisd.models import (Recipe, build_clip, build_sampler, build_scheduler, build_unet,
                                  build_vae)
 from utils.minisd.tokenizer import build_tokenizer
+from utils.record import command_line, versions
+from utils.training import EMA, discard_checkpoint, fit, token_ids, warmup_cosine
 
 STAGES = ["tokenizer", "clip", "vae", "latents", "decoder", "unet", "export"]
 
@@ -72,6 +72,19 @@ class Run:
         """A generator per stage, so resuming one stage does not change another's draws."""
         return np.random.default_rng([self.seed, STAGES.index(stage)])
 
+    def fit(self, stage: str, loss_fn, params: dict, optimizer, *, steps: int, lr: float,
+            warmup: int, rng: np.random.Generator, clip: float | None = None,
+            ema: EMA | None = None):
+        """One stage's training: ``utils.training.fit`` with a warm-up then cosine decay to 10% of
+        ``lr``, the stage's time cap (``minutes``) and a checkpoint in the work folder every
+        ``checkpoint_every_s`` seconds, which an interrupted stage resumes from."""
+        every = self.recipe.checkpoint_every_s
+        return fit(loss_fn, params, optimizer, steps=steps,
+                   schedule=lambda step, done: warmup_cosine(lr, done, step, warmup, floor=0.1),
+                   clip=clip, ema=ema, checkpoint=self.work / f"{stage}-checkpoint",
+                   checkpoint_seconds=every if every > 0 else None,
+                   minutes=self.minutes.get(stage), generators=[rng], desc=stage)
+
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d))
@@ -105,12 +118,6 @@ def _tokenizer(run: Run):
     return CLIPTokenizer.from_pretrained(run.work / "tokenizer")
 
 
-def _ids(tokenizer, texts: list[str]) -> torch.Tensor:
-    """Token ids exactly as StableDiffusionPipeline.encode_prompt makes them (no attention mask)."""
-    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids  # (B, 16)
-
-
 def stage_clip(run: Run) -> dict:
     r, rng = run.recipe, run.rng("clip")
     tokenizer = _tokenizer(run)
@@ -118,12 +125,10 @@ def stage_clip(run: Run) -> dict:
     clip = build_clip(r, len(tokenizer), tokenizer.model_max_length, tokenizer.bos_token_id,
                       tokenizer.eos_token_id)
     images, attrs = run.data()
-    opt = torch.optim.AdamW(clip.parameters(), lr=r.clip_lr, weight_decay=0.05)
+    params = dict(clip.named_parameters())
     names = ["digit", "colour", "thickness", "size"]
-    clock = _Clock(r.clip_steps, run.minutes.get("clip"))
-    bar = tqdm(total=r.clip_steps, desc="clip", mininterval=2.0)
-    for step in clock:
-        _set_lr(opt, r.clip_lr, clock.progress, warmup=min(100, r.clip_steps // 10), step=step)
+
+    def loss_fn(share):
         idx = rng.integers(0, len(images), r.clip_batch)
         texts, kept, sub = _named_captions(attrs, idx, rng)
         # A caption matches every image whose attributes agree with all it names: many positives.
@@ -132,16 +137,14 @@ def stage_clip(run: Run) -> dict:
             same = sub[name][:, None] == sub[name][None, :]
             match &= same | ~kept[None, :, a]
         match = torch.as_tensor(match, dtype=torch.float32)
-        out = clip(input_ids=_ids(tokenizer, texts), pixel_values=_images_for(images, idx))
+        out = clip(input_ids=token_ids(tokenizer, texts), pixel_values=_images_for(images, idx))
         loss_img = -(match / match.sum(1, keepdim=True) * out.logits_per_image.log_softmax(1))
         loss_txt = -(match.T / match.T.sum(1, keepdim=True) * out.logits_per_text.log_softmax(1))
-        loss = (loss_img.sum(1).mean() + loss_txt.sum(1).mean()) / 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
+        return (loss_img.sum(1).mean() + loss_txt.sum(1).mean()) / 2
+
+    fitted = run.fit("clip", loss_fn, params,
+                     torch.optim.AdamW(params.values(), lr=r.clip_lr, weight_decay=0.05),
+                     steps=r.clip_steps, lr=r.clip_lr, warmup=min(100, r.clip_steps // 10), rng=rng)
     clip.eval()
     clip.save_pretrained(run.work / "clip")
     scores = zero_shot(clip, tokenizer, limit=r.limit)
@@ -152,7 +155,7 @@ def stage_clip(run: Run) -> dict:
               "(chance 10%). Its digit words are near-identical vectors, so MiniSD will not draw "
               "the digit asked for. Give the clip stage more steps or time (--clip-minutes).",
               flush=True)
-    return {"final_loss": round(loss.item(), 4), **clock.facts(), **scores}
+    return {"final_loss": round(fitted.losses[-1], 4), **_facts(fitted), **scores}
 
 
 @torch.no_grad()
@@ -171,7 +174,7 @@ def zero_shot(clip, tokenizer, limit: int | None = None) -> dict:
     image_emb = F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
 
     def accuracy(prompts, truth):
-        text_emb = F.normalize(clip.get_text_features(input_ids=_ids(tokenizer, prompts)).pooler_output,
+        text_emb = F.normalize(clip.get_text_features(input_ids=token_ids(tokenizer, prompts)).pooler_output,
                                dim=-1)
         return float(((image_emb @ text_emb.T).argmax(1).numpy() == truth).mean())
 
@@ -184,30 +187,25 @@ def stage_vae(run: Run) -> dict:
     torch.manual_seed(run.seed)
     vae = build_vae(r)
     images, _ = run.data()
-    opt = torch.optim.AdamW(vae.parameters(), lr=r.vae_lr, weight_decay=0.0)
-    clock = _Clock(r.vae_steps, run.minutes.get("vae"))
-    bar = tqdm(total=r.vae_steps, desc="vae", mininterval=2.0)
-    for step in clock:
-        _set_lr(opt, r.vae_lr, clock.progress, warmup=min(100, r.vae_steps // 10), step=step)
+    params = dict(vae.named_parameters())
+
+    def loss_fn(share):
         x = _images_for(images, rng.integers(0, len(images), r.vae_batch))
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        mse = F.mse_loss(recon, x)
         # L1 keeps strokes crisp; the small KL keeps latents near unit scale, as in SD's VAE.
-        loss = mse + 0.5 * F.l1_loss(recon, x) + r.vae_kl * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-        bar.set_postfix(mse=f"{mse.item():.4f}", refresh=False)
-    bar.close()
+        return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + r.vae_kl * posterior.kl().mean()
+
+    fitted = run.fit("vae", loss_fn, params,
+                     torch.optim.AdamW(params.values(), lr=r.vae_lr, weight_decay=0.0),
+                     steps=r.vae_steps, lr=r.vae_lr, warmup=min(100, r.vae_steps // 10), rng=rng)
     vae.eval()
     latents, recon_mse = _encode_all(vae, images, sample=True, measure=2048)
     std = latents.std().item()
     vae.register_to_config(scaling_factor=round(1.0 / std, 5))  # SD's convention: unit-variance latents
     vae.save_pretrained(run.work / "vae")
     psnr = 10 * math.log10(4.0 / recon_mse)  # pixels span [-1, 1]: peak-to-peak 2, squared 4
-    return {**clock.facts(), "latent_std": round(std, 4), "latent_mean": round(latents.mean().item(), 4),
+    return {**_facts(fitted), "latent_std": round(std, 4), "latent_mean": round(latents.mean().item(), 4),
             "scaling_factor": vae.config.scaling_factor, "psnr_db": round(psnr, 2)}
 
 
@@ -258,18 +256,16 @@ def stage_decoder(run: Run) -> dict:
     torch.manual_seed(run.seed)
     vae = AutoencoderKL.from_pretrained(run.work / "vae")
     vae.requires_grad_(False)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    for p in params:
+    params = {f"decoder.{name}": p for name, p in vae.decoder.named_parameters()}
+    params |= {f"post_quant_conv.{name}": p for name, p in vae.post_quant_conv.named_parameters()}
+    for p in params.values():
         p.requires_grad_(True)
     digits, _ = load_mnist(split="train")
     if r.limit is not None:
         digits = digits[:r.limit]
     every_colour = list(PALETTE)
-    opt = torch.optim.AdamW(params, lr=r.decoder_lr, weight_decay=0.0)
-    clock = _Clock(r.vae_steps, run.minutes.get("decoder"))
-    bar = tqdm(total=r.vae_steps, desc="decoder", mininterval=2.0)
-    for step in clock:
-        _set_lr(opt, r.decoder_lr, clock.progress, warmup=min(100, r.vae_steps // 10), step=step)
+
+    def loss_fn(share):
         idx = rng.integers(0, len(digits), r.vae_batch)
         n = len(idx)
         x = render(digits[idx], rng.integers(0, len(every_colour), n), rng.integers(0, 3, n),
@@ -277,19 +273,16 @@ def stage_decoder(run: Run) -> dict:
         with torch.no_grad():
             posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        mse = F.mse_loss(recon, x)
-        loss = mse + 0.5 * F.l1_loss(recon, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-        bar.set_postfix(mse=f"{mse.item():.4f}", refresh=False)
-    bar.close()
+        return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+
+    fitted = run.fit("decoder", loss_fn, params,
+                     torch.optim.AdamW(params.values(), lr=r.decoder_lr, weight_decay=0.0),
+                     steps=r.vae_steps, lr=r.decoder_lr, warmup=min(100, r.vae_steps // 10), rng=rng)
     vae.eval()
     images, _ = run.data()
     _, recon_mse = _encode_all(vae, images, sample=True, measure=2048)
     vae.save_pretrained(run.work / "vae")  # same encoder and scaling_factor, better decoder
-    return {**clock.facts(), "psnr_db": round(10 * math.log10(4.0 / recon_mse), 2),
+    return {**_facts(fitted), "psnr_db": round(10 * math.log10(4.0 / recon_mse), 2),
             "colours": len(every_colour)}
 
 
@@ -306,31 +299,18 @@ def stage_unet(run: Run) -> dict:
     alphas_cumprod = noise_scheduler.alphas_cumprod  # (1000,)
     torch.manual_seed(run.seed)
     unet = build_unet(r, text_encoder.config.hidden_size)
-    ema = build_unet(r, text_encoder.config.hidden_size).requires_grad_(False)
-    ema.load_state_dict(unet.state_dict())
-    opt = torch.optim.AdamW(unet.parameters(), lr=r.unet_lr, weight_decay=0.01)
-    rng, step, elapsed = run.rng("unet"), 0, 0.0
-    ckpt = work / "unet_checkpoint.safetensors"
-    if ckpt.exists():
-        step, elapsed, rng = _load_checkpoint(ckpt, unet, ema, opt)
-        print(f"unet: resuming at step {step} ({elapsed / 60:.1f} min done)")
-    cap = run.minutes.get("unet")
-    budget = None if cap is None else cap * 60.0
-    last_save, started = time.time(), time.time() - elapsed
-    bar = tqdm(total=r.unet_steps, initial=step, desc="unet", mininterval=2.0)
-    losses = []
-    while True:
-        elapsed = time.time() - started
-        progress = max(step / r.unet_steps, 0.0 if budget is None else elapsed / budget)
-        if progress >= 1.0:
-            break
-        _set_lr(opt, r.unet_lr, progress, warmup=r.unet_warmup, step=step)
+    averaged = build_unet(r, text_encoder.config.hidden_size)  # what is shipped: the EMA's weights
+    params = dict(unet.named_parameters())
+    ema = EMA(params, r.ema_decay, warmup=True)
+    rng = run.rng("unet")
+
+    def loss_fn(share):
         idx = rng.integers(0, len(lat["mean"]), r.unet_batch)
         mean, std = lat["mean"][idx], lat["std"][idx]
         latents = (mean + std * torch.randn_like(mean)) * scaling  # (B, 4, 8, 8)
         texts, _ = random_captions({k: v[idx] for k, v in attrs.items()}, rng)
         with torch.no_grad():
-            text_embeddings = text_encoder(_ids(tokenizer, texts))[0]  # (B, 16, 64)
+            text_embeddings = text_encoder(token_ids(tokenizer, texts))[0]  # (B, 16, 64)
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(idx),))
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
@@ -338,27 +318,16 @@ def stage_unet(run: Run) -> dict:
         # Min-SNR weighting (Hang et al. 2023): stop easy, low-noise steps dominating the loss.
         snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
         weight = snr.clamp(max=r.min_snr_gamma) / snr
-        loss = (weight * (noise_pred - noise).pow(2).mean((1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        step += 1
-        decay = min(r.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), unet.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-        losses.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
-        if time.time() - last_save >= r.checkpoint_every_s and r.checkpoint_every_s > 0:
-            _save_checkpoint(ckpt, unet, ema, opt, step, time.time() - started, rng)
-            last_save = time.time()
-    bar.close()
-    ema.save_pretrained(work / "unet")
-    stopped_by = "steps" if step >= r.unet_steps else f"time cap ({cap} min)"
-    return {"steps": step, "stopped_by": stopped_by, "final_loss": round(float(np.mean(losses[-50:])), 4)
-            if losses else None, "train_minutes": round(elapsed / 60, 1)}
+        return (weight * (noise_pred - noise).pow(2).mean((1, 2, 3))).mean()
+
+    fitted = run.fit("unet", loss_fn, params,
+                     torch.optim.AdamW(params.values(), lr=r.unet_lr, weight_decay=0.01),
+                     steps=r.unet_steps, lr=r.unet_lr, warmup=r.unet_warmup, rng=rng, clip=1.0,
+                     ema=ema)
+    ema.copy_to(averaged)  # smoother, better samples than the last step's weights
+    averaged.save_pretrained(work / "unet")
+    return {**_facts(fitted), "final_loss": round(float(np.mean(fitted.losses[-50:])), 4),
+            "train_minutes": round(fitted.seconds / 60, 1)}
 
 
 def _text_encoder(run: Run):
@@ -375,69 +344,8 @@ def _text_encoder(run: Run):
     return text_encoder
 
 
-def _save_checkpoint(path: Path, unet, ema, opt, step: int, elapsed: float, rng) -> None:
-    tensors = {f"unet.{k}": v.contiguous() for k, v in unet.state_dict().items()}
-    tensors |= {f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()}
-    for i, s in opt.state_dict()["state"].items():
-        tensors |= {f"opt.{i}.{k}": torch.as_tensor(v).contiguous() for k, v in s.items()}
-    tensors["torch_rng"] = torch.get_rng_state()
-    meta = {"step": str(step), "elapsed": str(elapsed), "rng": json.dumps(rng.bit_generator.state)}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, tmp, metadata=meta)
-    os.replace(tmp, path)  # atomic: an interrupt during saving keeps the previous checkpoint
-
-
-def _load_checkpoint(path: Path, unet, ema, opt):
-    from safetensors import safe_open
-
-    with safe_open(path, "pt") as f:
-        meta = f.metadata()
-    tensors = load_file(path)
-    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state = opt.state_dict()
-    for i in range(len(state["param_groups"][0]["params"])):
-        state["state"][i] = {k.split(".", 2)[2]: v for k, v in tensors.items()
-                             if k.startswith(f"opt.{i}.")}
-    opt.load_state_dict(state)
-    torch.set_rng_state(tensors["torch_rng"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = json.loads(meta["rng"])
-    return int(meta["step"]), float(meta["elapsed"]), rng
-
-
-class _Clock:
-    """Steps of one stage, ending at ``steps`` or after ``minutes`` of wall time, whichever is first.
-
-    ``progress`` (0..1) is the larger of the two fractions, so the learning-rate schedule always
-    completes, however busy the CPU is."""
-
-    def __init__(self, steps: int, minutes: float | None):
-        self.steps, self.budget = steps, None if minutes is None else minutes * 60.0
-        self.step, self.progress, self.start = 0, 0.0, time.time()
-
-    def __iter__(self):
-        while True:
-            elapsed = time.time() - self.start
-            self.progress = max(self.step / self.steps,
-                                0.0 if self.budget is None else elapsed / self.budget)
-            if self.progress >= 1.0:
-                return
-            yield self.step
-            self.step += 1
-
-    def facts(self) -> dict:
-        return {"steps": self.step, "stopped_by": "steps" if self.step >= self.steps else
-                f"time cap ({self.budget / 60:g} min)"}
-
-
-def _set_lr(opt, base: float, progress: float, warmup: int, step: int) -> None:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 10% over ``progress`` 0..1."""
-    lr = base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-    if warmup:
-        lr *= min(1.0, (step + 1) / warmup)
-    for group in opt.param_groups:
-        group["lr"] = lr
+def _facts(fitted) -> dict:
+    return {"steps": fitted.step, "stopped_by": fitted.stopped_by}
 
 
 def stage_export(run: Run, out: Path, overwrite: bool, command: str) -> dict:
@@ -460,7 +368,7 @@ def stage_export(run: Run, out: Path, overwrite: bool, command: str) -> dict:
     record = {"command": command, "seed": run.seed, "stage_minute_caps": run.minutes,
               "invocations": run.state.get("invocations", []), "recipe": run.state["recipe"],
               "stages": {k: v for k, v in run.state["stages"].items()},
-              "versions": _versions()}
+              "versions": versions()}
     (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2))
     if out.exists():
         if not overwrite:
@@ -477,14 +385,8 @@ def _to_fp16(file: Path) -> None:
     save_file(tensors, file, metadata={"format": "pt"})
 
 
-def _versions() -> dict:
-    import diffusers
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "numpy": np.__version__, "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads()}
+TRAINING_STAGES = {"tokenizer": stage_tokenizer, "clip": stage_clip, "vae": stage_vae,
+                   "latents": stage_latents, "decoder": stage_decoder, "unet": stage_unet}
 
 
 def train(out: Path, work: Path, recipe: Recipe, seed: int = 0, resume: bool = False,
@@ -512,7 +414,7 @@ def train(out: Path, work: Path, recipe: Recipe, seed: int = 0, resume: bool = F
                                   "it or --overwrite to start afresh.")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    command = command or " ".join([Path(sys.executable).name, "-m", "utils.minisd", *sys.argv[1:]])
+    command = command or command_line("python -m utils.minisd")
     minutes = dict(minutes or {})
     unknown = set(minutes) - {"clip", "vae", "decoder", "unet"}
     if unknown:
@@ -532,8 +434,9 @@ def train(out: Path, work: Path, recipe: Recipe, seed: int = 0, resume: bool = F
         if stage == "export":
             facts = stage_export(run, out, overwrite, command)
         else:
-            facts = globals()[f"stage_{stage}"](run)
+            facts = TRAINING_STAGES[stage](run)
         run.finish(stage, time.time() - start, **facts)
+        discard_checkpoint(work / f"{stage}-checkpoint")  # the stage's result is saved
         if stage == "export":  # the record in `out` was written before export's own time was known
             record = json.loads((out / "TRAINING.json").read_text())
             record["stages"]["export"] = run.state["stages"]["export"]
