@@ -605,3 +605,137 @@ def train_dreambooth(pipe, images, prompt: str, out_dir: str | Path, *, class_im
         elif accelerator.is_main_process:
             unet.save_pretrained(out_dir / "unet", safe_serialization=True)
     return _finish(result, final, recipe, accelerator)
+
+
+# ---------------------------------------------------------------- the same recipes as scripts
+COMMAND = "python -m utils.finetune"
+LAUNCH_HELP = """Run on several GPUs (or CPU processes) by changing the launch command only:
+
+    accelerate launch --multi_gpu --num_processes 4 -m utils.finetune dreambooth ...
+    torchrun --nproc_per_node 4 -m utils.finetune dreambooth ...
+
+Every process loads the pipeline onto its own device and computes its share of each batch
+(--batch-size is the whole batch: a multiple of the number of processes); the result equals a
+single process's. An interrupted run resumes when the same command is run again."""
+
+
+def _read_images(folder: str | Path) -> list:
+    from PIL import Image
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg",
+                                                                         ".webp"))
+    if not files:
+        raise SystemExit(f"{folder} holds no .png, .jpg or .webp images to train on.")
+    return [Image.open(p).convert("RGB") for p in files]
+
+
+def _arguments(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=COMMAND, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Textual inversion and Dreambooth, as lesson 08 trains them, on any "
+                    "StableDiffusionPipeline.", epilog=LAUNCH_HELP)
+    sub = parser.add_subparsers(dest="recipe", required=True)
+    ti = sub.add_parser("textual-inversion", help="learn one new token's embedding",
+                        epilog=LAUNCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    db = sub.add_parser("dreambooth", help="fine-tune the U-Net (or LoRA adapters) on a subject",
+                        epilog=LAUNCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for p, steps, lr, batch in ((ti, 500, 5e-3, 8), (db, 400, 1e-4, 4)):
+        p.add_argument("--model", default="sd15",
+                       help="'sd15', 'mini', a Hub id or a saved pipeline folder (default sd15)")
+        p.add_argument("--images", required=True, help="a folder of the training images")
+        p.add_argument("--out", required=True, help="the run's folder (checkpoint and result)")
+        p.add_argument("--steps", type=int, default=steps)
+        p.add_argument("--lr", type=float, default=lr)
+        p.add_argument("--batch-size", type=int, default=batch,
+                       help="the whole batch, shared by the processes")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--checkpoint-every", type=int, default=100)
+        p.add_argument("--stop-at", type=int, default=None,
+                       help="pause after this step with a checkpoint (run again to go on)")
+        p.add_argument("--gradient-checkpointing", action="store_true")
+        p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    ti.add_argument("--token", required=True, help="the new token, such as '<my-cat>'")
+    ti.add_argument("--init-word", required=True, help="a one-token word it starts from")
+    ti.add_argument("--template", default="a photo of {}",
+                    help="the caption of every image; {} is replaced by the token")
+    db.add_argument("--prompt", required=True, help="the instance prompt, such as 'a sks dog'")
+    db.add_argument("--class-prompt", default=None,
+                    help="prior preservation: the class prompt, such as 'a dog'")
+    db.add_argument("--class-images", default=None,
+                    help="the class images' folder (default --out/class-images); missing ones "
+                         "are drawn with the model before training")
+    db.add_argument("--num-class-images", type=int, default=100)
+    db.add_argument("--prior-weight", type=float, default=1.0)
+    db.add_argument("--lora-rank", type=int, default=None,
+                    help="train LoRA adapters of this rank instead of every U-Net weight")
+    args = parser.parse_args(argv)
+    for flag in ("steps", "batch_size", "checkpoint_every"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1.")
+    if args.lr <= 0:
+        parser.error("--lr must be > 0.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> TrainResult:
+    """``python -m utils.finetune {textual-inversion,dreambooth} ...``; see ``--help``."""
+    from PIL import Image
+
+    from .device import get_dtype
+    from .track import load_pipeline
+
+    args = _arguments(argv)
+    cpu = not torch.cuda.is_available()
+    dtype = get_dtype(torch.device("cpu" if cpu else "cuda"))
+    half = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+    accelerator = get_accelerator(half.get(dtype, "fp16" if not cpu else "no"), cpu=cpu)
+    if args.batch_size % accelerator.num_processes:
+        raise SystemExit(f"A batch of {args.batch_size} cannot be shared equally by "
+                         f"{accelerator.num_processes} processes; choose a --batch-size that is a "
+                         f"multiple of {accelerator.num_processes}.")
+    pipe = load_pipeline(args.model, device=accelerator.device, dtype=dtype,
+                         verbose=accelerator.is_main_process)
+    pipe.set_progress_bar_config(disable=True)
+    if accelerator.is_main_process:
+        print(f"{accelerator.num_processes} process(es) on {accelerator.device.type}, "
+              f"mixed precision {accelerator.mixed_precision!r}; each computes "
+              f"{args.batch_size // accelerator.num_processes} of every batch of {args.batch_size}.")
+    images = _read_images(args.images)
+    common = dict(out_dir=args.out, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                  seed=args.seed, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
+                  gradient_checkpointing=args.gradient_checkpointing, overwrite=args.overwrite)
+    if args.recipe == "textual-inversion":
+        prompts = [args.template.format(args.token)] * len(images)
+        result = train_textual_inversion(pipe, images, prompts, args.token, args.init_word, **common)
+        use = f"pipe.load_textual_inversion({str(result.final)!r})"
+    else:
+        class_images = None
+        if args.class_prompt:
+            folder = Path(args.class_images or Path(args.out) / "class-images")
+            if accelerator.is_main_process:  # drawn once, by one process; the others read them
+                class_images = draw_class_images(pipe, args.class_prompt, args.num_class_images,
+                                                 folder, seed=1000 + args.seed)
+            accelerator.wait_for_everyone()
+            if not accelerator.is_main_process:
+                class_images = [Image.open(folder / f"{i:04d}.png").convert("RGB")
+                                for i in range(args.num_class_images)]
+        result = train_dreambooth(pipe, images, args.prompt, class_images=class_images,
+                                  class_prompt=args.class_prompt, prior_weight=args.prior_weight,
+                                  lora_rank=args.lora_rank, **common)
+        use = (f"pipe.load_lora_weights({str(args.out)!r})" if args.lora_rank else
+               f"UNet2DConditionModel.from_pretrained({str(result.final)!r}) as the pipeline's unet")
+    if accelerator.is_main_process:
+        if result.finished:
+            print(f"Done: {result.final} ({len(result.losses)} steps, final loss "
+                  f"{result.losses[-1]:.4f}). Use it with {use}.")
+        else:
+            print(f"Paused at step {len(result.losses)} with a checkpoint in {args.out}; run the "
+                  "same command again (without --stop-at) to go on.")
+    return result
+
+
+if __name__ == "__main__":
+    main()
