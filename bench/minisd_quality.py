@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from utils.data import load_mnist  # noqa: E402
+from utils.record import command_line  # noqa: E402
 from utils.metrics import (bbox_area, classifier_features, classify, frechet_distance,  # noqa: E402
                            ink_area, ink_colour, load_classifier, nearest_distance, spread)
 from utils.digits import SIZES, THICKNESS, TRAIN_COLOURS, render  # noqa: E402
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.time()
     pipe = load(args.pipeline.resolve(), args.threads)
     results = bench(pipe, n, load_classifier())
-    command = "python bench/minisd_quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("python bench/minisd_quality.py", argv)
     text = report(results, args.pipeline.resolve(), command.strip(), (time.time() - start) / 60)
     args.out.write_text(text)
     print(text)

@@ -41,10 +41,9 @@ SCRIPT_REPORTS = [  # (report, the command that rewrites it)
 
 
 def machine() -> dict:
-    import diffusers
-    import numpy
     import torch
-    import transformers
+
+    from utils.record import versions
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -60,10 +59,7 @@ def machine() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
             "logical_cores": os.cpu_count(), "ram_gb": ram_gb, "gpu": gpu,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform()}
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], **versions()}
 
 
 def notebooks(smoke: bool) -> list[dict]:
@@ -341,10 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     started = time.time()
-    report = {"command": "python course.py bench " + " ".join(argv if argv is not None
-                                                              else sys.argv[1:]),
-              "machine": machine()}
-    report["command"] = report["command"].strip()
+    from utils.record import command_line
+
+    report = {"command": command_line("python course.py bench", argv), "machine": machine()}
     if not args.skip_notebooks:
         print("notebooks:", flush=True)
         report["notebooks"] = {"smoke": notebooks(smoke=True)}

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from bench.sampler_tables import markdown_table  # noqa: E402
 from utils import describe_hardware  # noqa: E402
+from utils.record import command_line  # noqa: E402
 from utils.gmm import GaussianMixture, energy_distance, mean_distance  # noqa: E402
 from utils.sampler_report import findings  # noqa: E402
 from utils.samplers import distance_vs_nfe, dpm_solver_pp, karras_sigmas, run  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv=None) -> None:
     seconds = time.perf_counter() - start
     plot(rows, floors, converged, args.plot)
     floor = sum(floors) / len(floors)
-    command = "python bench/samplers_gmm.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("python bench/samplers_gmm.py", argv)
     now = datetime.datetime.now(datetime.timezone.utc)
     shown_plot = args.plot.relative_to(ROOT) if args.plot.is_relative_to(ROOT) else args.plot
     report = [

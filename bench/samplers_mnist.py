@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from bench.sampler_tables import markdown_table  # noqa: E402
 from utils import describe_hardware  # noqa: E402
+from utils.record import command_line  # noqa: E402
 from utils.metrics import classifier_features, frechet_distance, load_classifier  # noqa: E402
 from utils.sampler_report import findings  # noqa: E402
 from utils.samplers import SAMPLERS, distance_vs_nfe, heun, karras_sigmas, steps_for_nfe  # noqa: E402
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
                                   f"({r['seconds']:.0f} s)", flush=True))
     seconds = time.perf_counter() - start
     now = datetime.datetime.now(datetime.timezone.utc)
-    command = "python bench/samplers_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("python bench/samplers_mnist.py", argv)
     report = [
         "# Samplers on the MNIST denoiser (lesson 07, benchmark 2)",
         "",

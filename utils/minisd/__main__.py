@@ -1,12 +1,12 @@
 """Command line: ``python -m utils.minisd train --out assets/minisd`` and ``python -m utils.minisd concepts``
 (see ``--help``)."""
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 from utils.minisd.models import FULL, SMOKE
 from utils.minisd.train import train
+from utils.record import command_line
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         out = args.out or Path("assets/minisd")
         work = args.work or Path("build/minisd-train")
-    command = "python -m utils.minisd " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("python -m utils.minisd", argv)
     out = train(out, work, SMOKE if args.smoke else FULL, seed=args.seed, resume=args.resume,
                 overwrite=args.overwrite, minutes=minutes, command=command)
     print(f"MiniSD pipeline written to {out}")
@@ -71,7 +71,7 @@ def _concepts(args, argv) -> Path:
         torch.set_num_threads(args.threads)
     out = args.out or (Path(tempfile.mkdtemp(prefix="concepts-smoke-")) / "concepts" if args.smoke
                        else CONCEPTS_PATH)
-    command = "python -m utils.minisd " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("python -m utils.minisd", argv)
     out = make_concepts(out, args.base or MINISD_PATH, smoke=args.smoke, overwrite=args.overwrite,
                         command=command)
     print(f"MiniSD concepts written to {out}")
