@@ -7,6 +7,8 @@
     python course.py stamp      rewrite every notebook's Colab and Kaggle badges and bootstrap cell
                                 from REPO_SLUG and REF (--slug owner/name --ref v1.0 changes them)
     python course.py slides     export notebooks as reveal.js decks that work offline, into build/slides/
+    python course.py site       the course as a static website in build/site/: every lesson executed
+                                on MiniSD as a page and a deck, and an index (opens offline)
     python course.py gallery    draw assets/gallery.png, the README's sample of MiniSD images
     python course.py bench      run the benchmarks (notebook times and memory, MiniSD and SD 1.5
                                 speed) and rewrite bench/REPORT.md
@@ -217,7 +219,7 @@ def cmd_stamp(args) -> int:
 def cmd_slides(args) -> int:
     """Export notebooks as reveal.js decks that need no internet (executed first if need be)."""
     sys.path.insert(0, str(ROOT))
-    from tools.slides import executed_copy, export_deck, pdf_handout, slide_count
+    from tools.slides import executed_copy, export_deck, pdf_handout, slide_count, with_web_links
 
     paths = [Path(p).resolve() for p in args.notebooks] or notebook_paths()
     failed = False
@@ -227,7 +229,8 @@ def cmd_slides(args) -> int:
             print(f"  FAILED, no deck for {path.name}: {error}")
             failed = True
             continue
-        deck = export_deck(nb, BUILD / "slides" / path.name.replace(".ipynb", ".slides.html"),
+        deck = export_deck(with_web_links(nb, REPO_SLUG, REF),
+                           BUILD / "slides" / path.name.replace(".ipynb", ".slides.html"),
                            source_dir=path.parent)
         line = f"{deck.relative_to(ROOT)}: {slide_count(nb)} slides"
         if args.pdf:
@@ -236,6 +239,22 @@ def cmd_slides(args) -> int:
     print("Open a deck in a browser, no internet needed: F full screen, S speaker notes, Esc overview. "
           "Copy the whole build/slides/ folder to present elsewhere.")
     return 1 if failed else 0
+
+
+def cmd_site(args) -> int:
+    """Build the course as a static website: every lesson executed on MiniSD, as a page and a deck."""
+    sys.path.insert(0, str(ROOT))
+    from tools.site import build_site
+
+    out = Path(args.out) if args.out else BUILD / "site"
+    os.environ["COURSE_MODEL"] = "mini"  # the kernels inherit it: the same pages on any machine
+    index, failures = build_site(out, smoke=args.smoke, slug=REPO_SLUG, ref=REF, badge=badge,
+                                 timeout=args.timeout)
+    for failure in failures:
+        print(f"  FAILED, left out of the site: {failure}")
+    print(f"Wrote {os.path.relpath(index, Path.cwd())}: open it in a browser (no internet needed), "
+          f"or copy the whole {os.path.relpath(out, Path.cwd())}/ folder to any static host.")
+    return 1 if failures else 0
 
 
 GALLERY_PROMPTS = ["a red seven", "a thick blue two", "a small green zero", "a thin orange four",
@@ -358,6 +377,11 @@ def main(argv=None) -> int:
     slides.add_argument("--pdf", action="store_true", help="also print each deck to PDF (needs Chromium)")
     slides.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     slides.set_defaults(func=cmd_slides)
+    site = sub.add_parser("site", help="build the course as a static website into build/site/")
+    site.add_argument("--smoke", action="store_true", help="execute with COURSE_SMOKE=1 (tiny sizes)")
+    site.add_argument("--out", help="the site's folder (default build/site/)")
+    site.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
+    site.set_defaults(func=cmd_site)
     gallery = sub.add_parser("gallery", help="draw assets/gallery.png with MiniSD")
     gallery.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
     gallery.add_argument("--out", help="where to write the PNG (default assets/gallery.png)")

@@ -145,6 +145,36 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> Non
     target.write_bytes(tar.extractfile(member).read())
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def web_link(target: str, slug: str, ref: str) -> str:
+    """A markdown link target as a page or deck outside the repository needs it: sibling lessons to their pages, other files of
+    the repository to GitHub, anything absolute or in-page unchanged."""
+    if re.match(r"^[a-z]+:|^#|^/", target):
+        return target
+    path, _, anchor = target.partition("#")
+    anchor = f"#{anchor}" if anchor else ""
+    if "/" not in path and path.endswith(".ipynb"):
+        return path.removesuffix(".ipynb") + ".html" + anchor
+    resolved = (ROOT / "notebooks" / path).resolve()
+    try:
+        inside = resolved.relative_to(ROOT)
+    except ValueError:
+        return target
+    return f"https://github.com/{slug}/blob/{ref}/{inside.as_posix()}{anchor}"
+
+
+def with_web_links(nb: dict, slug: str, ref: str) -> dict:
+    """A copy of ``nb`` whose markdown links work outside the repository (``web_link``)."""
+    nb = json.loads(json.dumps(nb))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = LINK.sub(lambda m: f"]({web_link(m.group(1), slug, ref)})", source)
+    return nb
+
+
 def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
                 reveal_prefix: str = REVEAL_PREFIX) -> Path:
     """Write an executed notebook as a reveal.js deck that needs no network; returns ``out_path``.
