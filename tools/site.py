@@ -99,8 +99,10 @@ def export_page(nb: dict, out_path: Path, nav: str, source_dir: Path) -> Path:
     from nbconvert import HTMLExporter
 
     nb = nbformat.reads(json.dumps(nb), as_version=4)
-    # The set-up cell is plumbing for Colab and Kaggle; a reader of the page has nothing to run.
-    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.startswith(SETUP))]
+    # The set-up cell is plumbing for Colab and Kaggle, and the checks at the end are the test
+    # suite's: a reader of the page has nothing to run or learn in either.
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.startswith(SETUP))
+                and "checks" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = BADGE.sub(r"[\1](\2)", cell.source)
