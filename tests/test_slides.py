@@ -29,6 +29,8 @@ PROBE = """({
   figures: [...document.querySelectorAll('.reveal .slides img')]
              .filter(img => img.complete && img.naturalWidth > 0).length,
   formulas: document.querySelectorAll('.reveal .slides mjx-container').length,
+  solutions: [...document.querySelectorAll('.reveal .slides details')]
+               .map(d => [d.open, d.querySelectorAll('pre').length, d.textContent.includes('answer')]),
 })"""
 # Go to the first slide with a figure, every fragment shown, and wait for it to be painted.
 SHOW_FIRST_FIGURE = """(() => {
@@ -74,7 +76,8 @@ def _code(text, slide_type, outputs=()):
 
 
 def tiny_notebook() -> dict:
-    """An executed-looking notebook, no kernel needed: 4 slides, one figure, two formulas."""
+    """An executed-looking notebook, no kernel needed: 4 slides, one figure, two formulas, one
+    collapsed solution."""
     buffer = io.BytesIO()
     Image.linear_gradient("L").resize((64, 48)).convert("RGB").save(buffer, format="PNG")
     figure = {"output_type": "display_data", "metadata": {},
@@ -84,7 +87,8 @@ def tiny_notebook() -> dict:
         _markdown("# A tiny deck\nNoise level $\\bar\\alpha_t$, and $$x_t = \\sqrt{\\bar\\alpha_t}\\,x_0$$", "slide"),
         _code("show_images(images)", "subslide", [figure]),
         _markdown("Say this aloud.", "notes"),
-        _markdown("A point that appears on a click.", "fragment"),
+        _markdown("A point that appears on a click.\n\n<details><summary>Solution</summary>\n\n"
+                  "```python\nx = 1\n\ny = 2\n```\nThe answer.\n</details>", "fragment"),
         _markdown("## Second slide", "slide"),
         _code("print(1 + 1)", "-", [{"output_type": "stream", "name": "stdout", "text": "2\n"}]),
         _markdown("### Below it", "subslide"),
@@ -111,7 +115,8 @@ def test_tiny_deck_works_offline(chromium, deck_dir):
         assert browser.open(deck.as_uri(), DECK_READY), "reveal.js or MathJax did not initialise offline"
         state = browser.evaluate(PROBE)
         requests = browser.requests
-    assert state == {"slides": 4, "figures": 1, "formulas": 2}
+    # The solution is collapsed, with its code and its text inside (not spilled after it).
+    assert state == {"slides": 4, "figures": 1, "formulas": 2, "solutions": [[False, 1, True]]}
     assert _remote(requests) == [], "the deck asked the network for something"
 
 

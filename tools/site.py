@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from tools.layout import ROOT, notebook_paths
-from tools.slides import (BADGE, MATHJAX_URL, executed_copy, export_deck, install_libraries,
-                          with_web_links)
+from tools.slides import (BADGE, MATHJAX_URL, collapsed_as_html, executed_copy, export_deck,
+                          install_libraries, with_web_links)
 
 SETUP = "# Setup: make the course's `utils` importable."  # how every lesson's set-up cell begins
 
@@ -105,7 +105,7 @@ def export_page(nb: dict, out_path: Path, nav: str, source_dir: Path) -> Path:
                 and "checks" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = BADGE.sub(r"[\1](\2)", cell.source)
+            cell.source = collapsed_as_html(BADGE.sub(r"[\1](\2)", cell.source))
     exporter = HTMLExporter(
         extra_loaders=[DictLoader({"course_page.html.j2": TEMPLATE})],
         template_file="course_page.html.j2", mathjax_url=MATHJAX_URL, embed_images=True,

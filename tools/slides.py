@@ -165,6 +165,25 @@ def web_link(target: str, slug: str, ref: str) -> str:
     return f"https://github.com/{slug}/blob/{ref}/{inside.as_posix()}{anchor}"
 
 
+DETAILS = re.compile(r"<details>\s*<summary>(.*?)</summary>(.*?)</details>", re.S)
+
+
+def collapsed_as_html(source: str) -> str:
+    """Markdown with ``<details><summary>..</summary> markdown </details>`` blocks (the lessons'
+    solutions), each turned into one block of HTML. nbconvert's markdown renderer ends an HTML
+    block at the first blank line, so without this a solution shows expanded in decks and pages
+    (JupyterLab, Colab and GitHub render the markdown inside the block themselves)."""
+    from nbconvert.filters.markdown import markdown2html_mistune
+
+    def one_block(match) -> str:
+        inner = markdown2html_mistune(match.group(2).strip())
+        inner = re.sub(r"<pre>(.*?)</pre>", lambda m: "<pre>" + m.group(1).replace("\n", "&#10;")
+                       + "</pre>", inner, flags=re.S)  # code keeps its lines, without blank ones
+        return f"<details><summary>{match.group(1)}</summary>{inner.replace(chr(10), ' ')}</details>"
+
+    return DETAILS.sub(one_block, source)
+
+
 def with_web_links(nb: dict, slug: str, ref: str) -> dict:
     """A copy of ``nb`` whose markdown links work outside the repository (``web_link``)."""
     nb = json.loads(json.dumps(nb))
@@ -193,7 +212,7 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
     nb = nbformat.reads(json.dumps(nb), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = BADGE.sub(r"[\1](\2)", cell.source)
+            cell.source = collapsed_as_html(BADGE.sub(r"[\1](\2)", cell.source))
     exporter = SlidesExporter(
         extra_loaders=[DictLoader({"course_reveal.html.j2": TEMPLATE})],
         template_file="course_reveal.html.j2", reveal_url_prefix=reveal_prefix, reveal_theme="white",
