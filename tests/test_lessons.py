@@ -42,3 +42,37 @@ def test_the_sketch_comes_at_the_size_asked_for():
     assert load_sketch("sd")[0].size == (512, 512)
     sketch, prompt = load_sketch("sd", 64)
     assert sketch.size == (64, 64) and "cottage" in prompt
+
+
+def test_the_photos_load_as_512_rgb_with_captions():
+    from utils.lessons import PHOTOS, load_photos
+
+    images, captions = load_photos()
+    assert captions == list(PHOTOS.values()) and len(images) == 4
+    assert all(im.mode == "RGB" and im.size == (512, 512) for im in images)
+    small, first = load_photos(1, size=64)
+    assert small[0].size == (64, 64) and first == captions[:1]
+    with pytest.raises(ValueError, match="at most 4"):
+        load_photos(5)
+
+
+def test_the_photos_are_those_of_the_recipe_and_each_has_a_licence_entry():
+    import re
+    from tools.photos import SOURCES
+    from utils.lessons import PHOTO_PATH, PHOTOS
+
+    shipped = {p.name for p in PHOTO_PATH.iterdir() if p.name != "README.md"}
+    readme = (PHOTO_PATH / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))  # the licence table
+    assert shipped == rows == set(PHOTOS) == set(SOURCES)
+    for name in shipped:  # each row names an author and a free licence
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        assert re.search(r"\| (CC0|public domain): ", row), row
+
+
+def test_a_missing_photo_is_named_with_its_folder(tmp_path, monkeypatch):
+    from utils import lessons
+
+    monkeypatch.setattr(lessons, "PHOTO_PATH", tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"chelsea.jpg missing from {tmp_path}"):
+        lessons.load_photos(1)

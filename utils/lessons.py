@@ -3,6 +3,7 @@
     held_out_digits(n)       coloured MNIST test digits (never trained on) with their labels
     lesson_images(pipe, n)   images to feed the VAE on the pipeline's track, with their captions
     load_sketch(track)       the rough sketch in assets/sketches that lesson 01 starts image to image from
+    load_photos(n, size)     real photos (assets/photos, public domain or CC0) for the real-SD track
     draw_sketches(folder)    the PIL code that drew those sketches (``python -m utils.lessons`` redraws them)
 """
 from pathlib import Path
@@ -11,19 +12,26 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from utils.checks import check_int, check_path
+from utils.checks import check_int
 from utils.data import SUBSET_TEST_PER_CLASS, load_mnist
 from utils.digits import TRAIN_COLOURS, render
 from utils.minisd.data import caption
 from utils.plotting import to_pil
 
 __all__ = ["held_out_digits", "lesson_images", "SD_PROMPTS", "SKETCHES", "load_sketch",
-           "draw_sketches"]
+           "draw_sketches", "PHOTOS", "load_photos"]
 
 SKETCH_PATH = Path(__file__).resolve().parents[1] / "assets" / "sketches"
 # Per track: the sketch's file, and a prompt that says what the sketch is meant to become.
 SKETCHES = {"sd": ("cottage.png", "a cottage on a green hill under a blue sky, oil painting"),
             "mini": ("three.png", "a red seven")}
+
+# Real photos for the real-SD track, each with a caption, in the order lessons take them.
+# Public domain or CC0, from scikit-image's sample data: assets/photos/README.md says whose,
+# and `python -m tools.photos` remakes them.
+PHOTO_PATH = Path(__file__).resolve().parents[1] / "assets" / "photos"
+PHOTOS = {"chelsea.jpg": "a tabby cat", "coffee.jpg": "a cup of espresso",
+          "astronaut.jpg": "an astronaut", "rocket.jpg": "a rocket at night"}
 
 # What the real-SD track draws when a lesson needs pictures (it has no data set at hand).
 SD_PROMPTS = ["a photo of an otter on a rock by a river", "a red fox in the snow, photograph",
@@ -115,7 +123,7 @@ _DRAW = {"cottage.png": _draw_cottage, "three.png": _draw_three}
 
 def draw_sketches(folder: str | Path = SKETCH_PATH) -> list[Path]:
     """Draw every sketch into ``folder`` (PNG); returns the paths written."""
-    folder = check_path("folder", folder)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, draw in _DRAW.items():
@@ -143,6 +151,39 @@ def load_sketch(track: str, size: int | None = None) -> tuple[Image.Image, str]:
     if size is not None and sketch.size != (size, size):
         sketch = sketch.resize((check_int("size", size), size), Image.LANCZOS)
     return sketch, prompt
+
+
+def load_photos(n: int | None = None, size: int | None = None) -> tuple[list, list[str]]:
+    """The first ``n`` photos of ``PHOTOS`` (all four when None) and their captions.
+
+    Real 512x512 photos for the real-SD track, where an image SD drew itself would flatter its
+    VAE. MiniSD knows only 32x32 digits: use ``lesson_images`` there.
+
+    Args:
+        n: how many, 1 to ``len(PHOTOS)``; None for all.
+        size: resize to ``size`` x ``size`` pixels (a pipeline's native size); None keeps 512.
+
+    Returns:
+        ``(images, captions)``: n RGB PIL images, n strings.
+    """
+    n = len(PHOTOS) if n is None else check_int("n", n)
+    if n > len(PHOTOS):
+        raise ValueError(f"n must be at most {len(PHOTOS)} (the photos in {PHOTO_PATH}), got {n}.")
+    size = None if size is None else check_int("size", size)
+    names = list(PHOTOS)[:n]
+    missing = [name for name in names if not (PHOTO_PATH / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing from {PHOTO_PATH}; restore them with "
+                                "`git checkout -- assets/photos` or remake them: "
+                                "`python -m tools.photos` says how.")
+    images = []
+    for name in names:
+        with Image.open(PHOTO_PATH / name) as stored:
+            photo = stored.convert("RGB")
+        if size is not None and photo.size != (size, size):
+            photo = photo.resize((size, size), Image.LANCZOS)
+        images.append(photo)
+    return images, [PHOTOS[name] for name in names]
 
 
 if __name__ == "__main__":
