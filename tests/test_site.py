@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 import pytest
 
 import course
-from tests.test_slides import ARTEFACTS, BLOCKED, _unavailable
+from tests.test_slides import ARTEFACTS, BLOCKED, chromium_or_skip
 from tools.layout import notebook_paths
 from tools.site import build_site
-from tools.slides import DECK_READY, Browser, find_chromium
+from tools.slides import DECK_READY, Browser
 
 pytestmark = pytest.mark.browser
 
@@ -35,11 +35,7 @@ class Links(HTMLParser):
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        _unavailable("no headless Chromium to open the site: install it (Debian/Ubuntu: "
-                     "apt-get install chromium; macOS: Google Chrome)")
-    return path
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,18 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
+def chromium_or_skip() -> str:
+    """The headless Chromium the browser tests drive (a skip, or in CI a failure, without one)."""
     path = find_chromium()
     if path is None:
-        _unavailable("no headless Chromium to open the decks: install it (Debian/Ubuntu: "
-                     "apt-get install chromium; macOS: Google Chrome) to test the exported slides")
+        _unavailable("no headless Chromium for the browser tests: install it (Debian/Ubuntu: "
+                     "apt-get install chromium; macOS: Google Chrome)")
     return path
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")

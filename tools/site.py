@@ -13,27 +13,15 @@ import shutil
 from pathlib import Path
 
 from tools.layout import ROOT, notebook_paths
-from tools.slides import (BADGE, MATHJAX_URL, collapsed_as_html, executed_copy, export_deck,
-                          install_libraries, with_web_links)
+from tools.slides import (BADGE, MATHJAX_URL, OFFLINE_HEAD, collapsed_as_html, executed_copy,
+                          export_deck, install_libraries, with_web_links)
 
 SETUP = "# Setup: make the course's `utils` importable."  # how every lesson's set-up cell begins
 
 # nbconvert's lab page, minus everything it would fetch from a CDN, plus a bar to move around.
 TEMPLATE = r"""{%- extends 'index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block html_head_js_mathjax -%}
-<script>
-window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], processEscapes: true},
-                  svg: {fontCache: 'global'}};
-</script>
-<script src="{{ resources.mathjax_url }}" defer></script>
-{%- endblock html_head_js_mathjax -%}
-{%- block html_head_css -%}
-<style>{{ resources.course_css }}</style>
-{%- endblock html_head_css -%}
-{%- block body_header -%}
+""" + OFFLINE_HEAD + r"""{%- block body_header -%}
 {{ super() }}
 <nav class="course-nav">{{ resources.course_nav }}</nav>
 {%- endblock body_header -%}

@@ -35,9 +35,9 @@ MATHJAX_URL = "mathjax/tex-svg.js"  # SVG output: no web fonts to fetch
 # The Open-in-Colab and Open-in-Kaggle badges: images on the services' servers.
 BADGE = re.compile(r"\[!\[(Open In (?:Colab|Kaggle))\]\([^)]*\)\]\(([^)]+)\)")
 
-# nbconvert's reveal template, minus everything it would fetch from a CDN.
-TEMPLATE = r"""{%- extends 'index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
+# What nbconvert's reveal and lab templates are given instead of their CDN scripts: nothing for
+# require.js and the widget manager, the local MathJax, and the course's own style.
+OFFLINE_HEAD = r"""{%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}
 <script>
@@ -49,7 +49,10 @@ window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], processEscapes
 {%- block html_head_css -%}
 <style>{{ resources.course_css }}</style>
 {%- endblock html_head_css -%}
-{%- block footer_js -%}
+"""
+# nbconvert's reveal template, minus everything it would fetch from a CDN.
+TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+""" + OFFLINE_HEAD + r"""{%- block footer_js -%}
 <script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
 <script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
 <script>
