@@ -1,14 +1,10 @@
 """The markdown table that bench/samplers_gmm.py and bench/samplers_mnist.py write into their
 reports (lesson 07 shows the same rows with ``utils.sampler_report.results_table``)."""
-from utils.checks import check_number
-from utils.sampler_report import check_rows
 
 
 def markdown_table(rows: list[dict], floor: float) -> str:
     """``results_table`` in markdown, with the noise floor as a last row; an actual NFE that
     differs from the budget (Heun's) in brackets."""
-    check_rows(rows, extra=("nfe",))
-    check_number("floor", floor)
     budgets = sorted({r["budget"] for r in rows})
     lines = ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
              "|---|" + "---:|" * len(budgets)]

@@ -77,11 +77,6 @@ def test_tokenizer_round_trip_and_padding(tokenizer, tmp_path):
     assert CLIPTokenizer.from_pretrained(tmp_path)(text).input_ids == tokenizer(text).input_ids
 
 
-def test_tokenizer_rejects_words_it_cannot_hold():
-    with pytest.raises(ValueError, match="lowercase ASCII"):
-        build_tokenizer(["Red"])
-
-
 # --- the training command, smoke size ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

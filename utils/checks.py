@@ -1,4 +1,6 @@
-"""Argument checks shared by utils: each error names the argument, what it got and what it accepts."""
+"""Checks at the learner's boundary: the arguments of what a notebook calls, and the files a broken
+download or copy leaves behind. Each error names the argument or file, what it got and what to do.
+Functions that only other course code calls do not check their arguments."""
 import json
 import math
 import numbers

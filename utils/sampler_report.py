@@ -8,9 +8,9 @@ from utils.checks import check_choice, check_number
 __all__ = ["results_table", "findings", "check_rows"]
 
 
-def check_rows(rows, extra: tuple = ()) -> None:
-    """``rows`` must be what ``distance_vs_nfe`` returns, each row with the keys ``extra`` too."""
-    keys = {"sampler", "budget", "distance", *extra}
+def check_rows(rows) -> None:
+    """``rows`` must be what ``distance_vs_nfe`` returns."""
+    keys = {"sampler", "budget", "distance"}
     if (not isinstance(rows, list) or not rows
             or not all(isinstance(r, dict) and keys <= set(r) for r in rows)):
         raise ValueError(f"rows must be the non-empty list of dicts that distance_vs_nfe returns "

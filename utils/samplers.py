@@ -55,7 +55,6 @@ class CountingModel:
     """
 
     def __init__(self, model):
-        check_callable("model", model, "model(x, sigma) -> eps")
         self.model, self.nfe = model, 0
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -66,6 +65,7 @@ class CountingModel:
 def run(sampler, model, sigmas, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, int]:
     """Run ``sampler`` to the end; returns ``(final x, NFE)``."""
     _check_sampler(sampler)
+    check_callable("model", model, "model(x, sigma) -> eps")
     counted = CountingModel(model)
     for x in sampler(counted, sigmas, x, **kwargs):
         pass

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
 
-from .checks import check_int, check_json_file, check_path, check_safetensors
+from .checks import check_json_file, check_path, check_safetensors
 from .data import load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -114,9 +114,6 @@ def load_mnist_denoiser(path: str | Path = DENOISER_PATH) -> Denoiser:
 
 def sample_sigmas(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Training noise levels: log-normal (EDM), clipped to [SIGMA_MIN, SIGMA_MAX]."""
-    check_int("n", n, minimum=0)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
     log_sigma = torch.randn(n, generator=generator) * 1.4 - 0.6
     return log_sigma.exp().clamp(SIGMA_MIN, SIGMA_MAX)
 
@@ -128,6 +125,8 @@ def denoising_loss(denoiser: Denoiser, x0: torch.Tensor, generator=None) -> torc
     if not isinstance(x0, torch.Tensor) or x0.ndim != 4:
         raise ValueError(f"x0 must be a batch of clean images, a tensor (B, 1, 32, 32), got "
                          f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}.")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
     sigma = sample_sigmas(x0.shape[0], generator).to(x0)
     noise = torch.randn(x0.shape, generator=generator).to(x0)
     return F.mse_loss(denoiser(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma), noise)

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.checks import check_path
 from utils.minisd import DIGIT_WORDS, HELD_OUT_COLOUR, MINISD_PATH, PALETTE, render
 
 CONCEPTS_PATH = MINISD_PATH.parent / "minisd_concepts"
@@ -40,7 +39,7 @@ SMOKE = dict(ti_steps=4, ti_lr=2e-3, db_steps=2, db_lr=2e-4, class_images=2, eva
 
 def weights_digest(base: str | Path = MINISD_PATH) -> dict[str, str]:
     """SHA-256 of each weights file of a MiniSD folder that the concepts depend on."""
-    base = check_path("base", base)
+    base = Path(base)
     return {str(f.relative_to(base)): hashlib.sha256(f.read_bytes()).hexdigest()
             for part in ("text_encoder", "unet", "vae") for f in sorted((base / part).glob("*.safetensors"))}
 
@@ -90,7 +89,7 @@ def make_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PAT
     from utils.metrics import classify, ink_colour, nearest_distance
     from utils.record import versions as _versions
 
-    out, base = check_path("out", out), check_path("base", base)
+    out, base = Path(out), Path(base)
     if not (base / "model_index.json").exists():
         raise FileNotFoundError(f"base={str(base)!r} is not a MiniSD pipeline folder (no "
                                 "model_index.json); pass one such as assets/minisd.")
@@ -174,7 +173,7 @@ def make_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PAT
 
 def check_concepts(out: str | Path = CONCEPTS_PATH, base: str | Path = MINISD_PATH) -> dict:
     """The concepts' record, after checking they were made from the MiniSD weights in ``base``."""
-    record_file = check_path("out", out) / "CONCEPTS.json"
+    record_file = Path(out) / "CONCEPTS.json"
     if not record_file.exists():
         raise FileNotFoundError(f"{record_file} is missing; make the concepts with `{REMAKE}`.")
     record = json.loads(record_file.read_text())

@@ -34,12 +34,6 @@ NUMERAL_P = 0.3  # how often the digit is written as a numeral ("a red 7") inste
 
 def random_attributes(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw colour, thickness and size indices for each label; returns int64 arrays (N,)."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or ((labels < 0) | (labels > 9)).any():
-        raise ValueError(f"labels must be a 1-D array of digits 0-9, got {labels!r:.80}.")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
-                        f"{type(rng).__name__}.")
     n = len(labels)
     return {"digit": np.asarray(labels, dtype=np.int64),
             "colour": rng.integers(0, len(TRAIN_COLOURS), n),
@@ -81,15 +75,6 @@ def random_captions(attrs: dict[str, np.ndarray], rng: np.random.Generator,
         thickness, size the caption names (thickness/size "as drawn" are never named).
     """
     colours = TRAIN_COLOURS if colours is None else colours
-    keys = ("digit", "colour", "thickness", "size")
-    if not isinstance(attrs, dict) or any(k not in attrs for k in keys):
-        raise ValueError(f"attrs must be a dict with arrays {keys} (random_attributes gives one), got "
-                         f"{type(attrs).__name__} with keys {list(attrs) if isinstance(attrs, dict) else None}.")
-    if len({len(attrs[k]) for k in keys}) != 1:
-        raise ValueError(f"attrs arrays must have one length, got {[len(attrs[k]) for k in keys]}.")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
-                        f"{type(rng).__name__}.")
     n = len(attrs["digit"])
     kept = np.stack([rng.random(n) >= DROP_P[k] for k in ("digit", "colour", "thickness", "size")], 1)
     kept[rng.random(n) < EMPTY_P] = False
@@ -112,13 +97,8 @@ def training_set(variants: int = 8, seed: int = 0, limit: int | None = None):
     Returns:
         (images, attrs): uint8 (N*variants, 3, 32, 32) and a dict of int64 arrays (N*variants,).
     """
-    from utils.checks import check_int
     from utils.data import load_mnist
 
-    check_int("variants", variants)
-    check_int("seed", seed, minimum=0)
-    if limit is not None:
-        check_int("limit", limit)
     digits, labels = load_mnist(split="train")
     if limit is not None:
         digits, labels = digits[:limit], labels[:limit]

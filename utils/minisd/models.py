@@ -50,21 +50,8 @@ SMOKE = replace(FULL, variants=1, limit=256, text_layers=1, vision_layers=1, cli
                 checkpoint_every_s=1e-6)  # a checkpoint every step: resuming is exercised
 
 
-def _check_recipe(recipe) -> None:
-    if not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a Recipe such as FULL or SMOKE, got {type(recipe).__name__}.")
-
-
 def build_clip(recipe: Recipe, vocab_size: int, max_length: int, bos: int, eos: int) -> CLIPModel:
     """A tiny CLIP: text tower (hidden ``text_hidden``) and a 32px, patch-4 vision tower."""
-    from utils.checks import check_int
-
-    _check_recipe(recipe)
-    check_int("vocab_size", vocab_size)
-    check_int("max_length", max_length, minimum=3)
-    for name, token in (("bos", bos), ("eos", eos)):
-        if check_int(name, token, minimum=0) >= vocab_size:
-            raise ValueError(f"{name} must be a token id below vocab_size={vocab_size}, got {token}.")
     text = CLIPTextConfig(vocab_size=vocab_size, hidden_size=recipe.text_hidden,
                           intermediate_size=4 * recipe.text_hidden, projection_dim=recipe.text_hidden,
                           num_hidden_layers=recipe.text_layers, num_attention_heads=4,
@@ -82,7 +69,6 @@ def build_clip(recipe: Recipe, vocab_size: int, max_length: int, bos: int, eos: 
 
 def build_vae(recipe: Recipe) -> AutoencoderKL:
     """``AutoencoderKL``: 3x32x32 images <-> 4x8x8 latents (three blocks: two downsamplings)."""
-    _check_recipe(recipe)
     n = len(recipe.vae_channels)
     return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=32,
                          down_block_types=("DownEncoderBlock2D",) * n,
@@ -93,10 +79,6 @@ def build_vae(recipe: Recipe) -> AutoencoderKL:
 
 def build_unet(recipe: Recipe, cross_attention_dim: int) -> UNet2DConditionModel:
     """``UNet2DConditionModel`` on 4x8x8 latents with cross-attention at every resolution."""
-    from utils.checks import check_int
-
-    _check_recipe(recipe)
-    check_int("cross_attention_dim", cross_attention_dim)
     n = len(recipe.unet_channels)
     return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
                                 down_block_types=("CrossAttnDownBlock2D",) * n,

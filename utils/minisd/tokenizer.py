@@ -20,21 +20,12 @@ SPARE_WORDS = ["sks", "photo", "drawing", "of", "the", "and", "with", "on", "bla
 MODEL_MAX_LENGTH = 16  # longest caption is 7 tokens with start/end; room for new tokens
 
 
-def _check_words(words) -> None:
-    if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
-        raise TypeError(f"words must be a list of strings such as ['red', 'seven'], got {words!r:.80}.")
-    bad = [w for w in words if not (w.isascii() and w.isalpha() and w.islower())]
-    if bad:
-        raise ValueError(f"words must be lowercase ASCII letters only, got {bad}.")
-
-
 def learn_merges(words: list[str]) -> list[tuple[str, str]]:
     """Byte-pair merges, most frequent pair first, until every word is a single token.
 
     Learning the merges (instead of writing them by hand) matters: BPE applies merges by rank,
     so a hand-made list can let e.g. "r"+"e" (from "red") fire first and split "green".
     """
-    _check_words(words)
     pieces = {w: [*w[:-1], w[-1] + "</w>"] for w in sorted(set(words)) if len(w) > 1}
     merges = []
     while True:
@@ -61,10 +52,6 @@ def build_tokenizer(words: list[str] | None = None,
     pieces of ``words`` (default: caption words, "purple" and the spare words) and the two
     special tokens. ``model_max_length`` is the padded length (default 16)."""
     words = CAPTION_WORDS + SPARE_WORDS if words is None else words
-    _check_words(words)
-    if isinstance(model_max_length, bool) or not isinstance(model_max_length, int) or model_max_length < 3:
-        raise ValueError(f"model_max_length must be an integer >= 3 (start, a word, end), got "
-                         f"{model_max_length!r}.")
     merges = learn_merges(words)
     symbols = sorted(ByteLevel.alphabet())  # the 256 printable stand-ins for bytes
     vocab_list = symbols + [s + "</w>" for s in symbols]
