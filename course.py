@@ -23,6 +23,7 @@
                                 commit of every Hub repository a lesson reads, so lessons load those
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -219,9 +220,23 @@ def cmd_stamp(args) -> int:
 def cmd_slides(args) -> int:
     """Export notebooks as reveal.js decks that need no internet (executed first if need be)."""
     sys.path.insert(0, str(ROOT))
-    from tools.slides import executed_copy, export_deck, pdf_handout, slide_count, with_web_links
+    from tools.slides import Browser
 
     paths = [Path(p).resolve() for p in args.notebooks] or notebook_paths()
+    with contextlib.ExitStack() as stack:
+        browser = stack.enter_context(Browser(offline=True)) if args.fit else None
+        failed = _export_decks(paths, args, browser)
+    print("Open a deck in a browser, no internet needed: F full screen, S speaker notes, Esc overview. "
+          "Copy the whole build/slides/ folder to present elsewhere.")
+    return 1 if failed else 0
+
+
+def _export_decks(paths: list[Path], args, browser) -> bool:
+    """``cmd_slides``' work: a deck per notebook, measured when ``browser`` is given; True if any
+    notebook failed or any slide was too tall."""
+    from tools.slides import (executed_copy, export_deck, pdf_handout, slide_count, slide_sizes,
+                              too_tall, with_web_links)
+
     failed = False
     for path in paths:
         nb, error = executed_copy(path, smoke=args.smoke, timeout=args.timeout)
@@ -235,10 +250,12 @@ def cmd_slides(args) -> int:
         line = f"{deck.relative_to(ROOT)}: {slide_count(nb)} slides"
         if args.pdf:
             line += f", handout {pdf_handout(deck).relative_to(ROOT)}"
+        if browser:
+            tall = too_tall(slide_sizes(deck, browser))
+            failed = failed or bool(tall)
+            line += "".join(f"\n  {problem}" for problem in tall) or ", every slide fits 1280x720"
         print(line, flush=True)
-    print("Open a deck in a browser, no internet needed: F full screen, S speaker notes, Esc overview. "
-          "Copy the whole build/slides/ folder to present elsewhere.")
-    return 1 if failed else 0
+    return failed
 
 
 def cmd_site(args) -> int:
@@ -375,6 +392,9 @@ def main(argv=None) -> int:
     slides.add_argument("notebooks", nargs="*", help="default: every notebook, in order")
     slides.add_argument("--smoke", action="store_true", help="execute with COURSE_SMOKE=1 (tiny sizes)")
     slides.add_argument("--pdf", action="store_true", help="also print each deck to PDF (needs Chromium)")
+    slides.add_argument("--fit", action="store_true",
+                        help="measure every slide with its fragments shown (needs Chromium) and fail "
+                             "on any taller than the 1280x720 screen")
     slides.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     slides.set_defaults(func=cmd_slides)
     site = sub.add_parser("site", help="build the course as a static website into build/site/")

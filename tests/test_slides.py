@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.harness import ROOT
 from tools.slides import (DECK_READY, Browser, executed_copy, export_deck, find_chromium,
-                          install_libraries, slide_count)
+                          install_libraries, slide_count, slide_sizes, too_tall)
 
 ARTEFACTS = ROOT / "build" / "test-artefacts"
 LESSON = ROOT / "notebooks" / "00_setup_and_gpus.ipynb"
@@ -158,3 +158,21 @@ def test_lesson_deck_works_offline(chromium, deck_dir):
     assert _remote(requests) == [], "the deck asked the network for something"
     darkest, lightest = Image.open(screenshot).convert("L").getextrema()
     assert lightest - darkest > 100, f"the screenshot {screenshot} is blank"
+
+
+@pytest.mark.browser
+def test_a_slide_taller_than_the_screen_is_named_and_a_hidden_input_shortens_one(chromium, deck_dir):
+    """The fit check can fail: 30 lines of code and a figure make a slide taller than 720 px, and
+    tagging the cell hide-input leaves only the figure on the deck's slide."""
+    nb = tiny_notebook()
+    nb.cells[2].source = "\n".join(f"line_{i} = {i}" for i in range(30))
+    with Browser(chromium, offline=True) as browser:
+        sizes = slide_sizes(export_deck(nb, deck_dir / "tall.slides.html"), browser)
+        nb.cells[2].metadata["tags"] = ["hide-input"]
+        hidden = slide_sizes(export_deck(nb, deck_dir / "hidden.slides.html"), browser)
+    assert [s["number"] for s in sizes] == [1, 2, 3, 4] and sizes[0]["canvas"] == 720
+    assert sizes[1]["height"] > 720 and sizes[0]["height"] <= 720, sizes
+    (problem,) = too_tall(sizes)
+    assert problem.startswith("slide 2 ('line_0 = 0 line_1 = 1") and problem.endswith(
+        f"is {sizes[1]['height']} px tall, over the 720 px screen"), problem
+    assert hidden[1]["height"] <= 720 and too_tall(hidden) == []

@@ -32,6 +32,8 @@ REGISTRY = "https://registry.npmjs.org"
 # Where each deck finds its libraries, relative to the deck (so a folder of decks can be copied).
 REVEAL_PREFIX = "reveal.js"
 MATHJAX_URL = "mathjax/tex-svg.js"  # SVG output: no web fonts to fetch
+# The tag of a code cell whose deck slide shows its output only (Jupyter Book's name for it).
+HIDE_INPUT = "hide-input"
 # The Open-in-Colab and Open-in-Kaggle badges: images on the services' servers.
 BADGE = re.compile(r"\[!\[(Open In (?:Colab|Kaggle))\]\([^)]*\)\]\(([^)]+)\)")
 
@@ -74,7 +76,9 @@ CSS = """
 /* Long lines wrap instead of running off the slide's right edge. */
 .reveal div.highlight > pre, .reveal .jp-OutputArea-output pre {
   font-size: 20px; line-height: 1.3; white-space: pre-wrap; overflow-wrap: anywhere; }
-.reveal .jp-OutputArea-output img { max-height: 600px; width: auto; }
+.reveal .jp-OutputArea-output img { max-height: 600px; width: auto; margin: 4px 0; }
+/* Cells sit close together: the slide's height is for content, not gaps. */
+.reveal .jp-Cell { padding-top: 2px; padding-bottom: 2px; }
 /* A cell taller than the slide scrolls inside it rather than being cut off (not in the PDF). */
 html:not(.print-pdf) .reveal .slides > section > section { height: 100%; overflow-y: auto; }
 """
@@ -203,7 +207,8 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
 
     Figures are embedded (outputs and markdown images, which resolve from ``source_dir``); the
     Open-in-Colab and Open-in-Kaggle badges, images on those services' servers, become plain text
-    links.
+    links. A code cell tagged ``hide-input`` shows only its output: its figure is the slide's point
+    (the notebook, its site page and RISE keep the code).
     ``reveal_prefix`` is only changed by the test that proves a CDN-hosted reveal.js fails offline.
     """
     import nbformat
@@ -216,6 +221,8 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = collapsed_as_html(BADGE.sub(r"[\1](\2)", cell.source))
+        elif HIDE_INPUT in cell.metadata.get("tags", []):
+            cell.metadata.setdefault("transient", {})["remove_source"] = True
     exporter = SlidesExporter(
         extra_loaders=[DictLoader({"course_reveal.html.j2": TEMPLATE})],
         template_file="course_reveal.html.j2", reveal_url_prefix=reveal_prefix, reveal_theme="white",
@@ -227,17 +234,30 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
     return out_path
 
 
-def executed_copy(path: Path, smoke: bool, timeout: int = 1800) -> tuple[dict | None, str | None]:
-    """The executed notebook for ``path``: build/executed[-smoke]/ if newer and error-free, else run it.
+def _code_sources(nb: dict) -> list[str]:
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
 
+
+def executed_copy(path: Path, smoke: bool, timeout: int = 1800) -> tuple[dict | None, str | None]:
+    """The executed notebook for ``path``: from build/executed[-smoke]/ if it is error-free and ran
+    the same code, in the same order, as ``path`` has now; else run it.
+
+    Only code decides the outputs, so a notebook whose markdown or slide metadata changed since it
+    ran gets the executed copy's outputs on its own cells, without running again.
     Returns ``(notebook, None)``, or ``(None, error)`` when the notebook failed.
     """
     path = Path(path)
     executed = BUILD / ("executed-smoke" if smoke else "executed") / path.name
-    if executed.exists() and executed.stat().st_mtime > path.stat().st_mtime:
-        nb = json.loads(executed.read_text())
-        if not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])):
-            return nb, None
+    if executed.exists():
+        ran, now = json.loads(executed.read_text()), json.loads(path.read_text())
+        failed = any(o.get("output_type") == "error" for c in ran["cells"] for o in c.get("outputs", []))
+        if not failed and _code_sources(ran) == _code_sources(now):
+            outputs = iter([c for c in ran["cells"] if c["cell_type"] == "code"])
+            for cell in now["cells"]:
+                if cell["cell_type"] == "code":
+                    old = next(outputs)
+                    cell["outputs"], cell["execution_count"] = old["outputs"], old["execution_count"]
+            return now, None
     executed.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {path.name} ({'smoke' if smoke else 'full'} mode) ...", flush=True)
     result = execute_notebook(path, executed, smoke=smoke, timeout=timeout)
@@ -409,3 +429,47 @@ def pdf_handout(deck: Path) -> Path:
         if not browser.open(Path(deck).resolve().as_uri() + "?print-pdf", ready, timeout=60):
             raise RuntimeError(f"{deck} did not finish loading in Chromium, so no PDF was printed.")
         return browser.pdf(Path(deck).with_name(Path(deck).name.replace(".html", ".pdf")))
+
+
+# Every slide in turn, all its fragments shown, measured as laid out on the deck's 1280x720 canvas
+# (before reveal.js scales it to the window): its content height, its first heading or words.
+MEASURE_SLIDES = """(async () => {
+  Reveal.configure({transition: 'none', fragments: false});
+  const painted = () => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const canvas = Reveal.getConfig().height, sizes = [];
+  for (const slide of Reveal.getSlides()) {
+    const at = Reveal.getIndices(slide);
+    Reveal.slide(at.h, at.v);
+    await painted();
+    const heading = slide.querySelector('h1, h2, h3, h4');
+    const title = (heading || slide).textContent.replace(/\\s+/g, ' ').replace('¶', '').trim();
+    sizes.push({number: sizes.length + 1, h: at.h, v: at.v, title: title.slice(0, 60),
+                height: Math.ceil(slide.scrollHeight), canvas: canvas});
+  }
+  Reveal.slide(0, 0);
+  return sizes;
+})()"""
+
+
+def slide_sizes(deck: Path, browser: "Browser") -> list[dict]:
+    """Each slide of ``deck`` (every fragment shown): ``number`` (as the deck's slide counter
+    shows it), ``title``, ``height`` of its content and ``canvas`` (the deck's height, 720)."""
+    if not browser.open(Path(deck).resolve().as_uri(), DECK_READY, timeout=60):
+        raise RuntimeError(f"{deck} did not finish loading in Chromium.")
+    return browser.evaluate(MEASURE_SLIDES)
+
+
+def too_tall(sizes: list[dict]) -> list[str]:
+    """One line per slide taller than the canvas, as ``slide_sizes`` measured them."""
+    return [f"slide {s['number']} ({s['title']!r}) is {s['height']} px tall, over the "
+            f"{s['canvas']} px screen" for s in sizes if s["height"] > s["canvas"]]
+
+
+def screenshot_slide(browser: "Browser", h: int, v: int, path: Path) -> Path:
+    """A screenshot of slide (h, v) of the open deck, every fragment shown."""
+    browser.evaluate(f"""(() => {{
+      Reveal.configure({{transition: 'none', fragments: false}});
+      Reveal.slide({int(h)}, {int(v)});
+      return new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))));
+    }})()""")
+    return browser.screenshot(path)
