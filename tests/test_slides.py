@@ -176,3 +176,19 @@ def test_a_slide_taller_than_the_screen_is_named_and_a_hidden_input_shortens_one
     assert problem.startswith("slide 2 ('line_0 = 0 line_1 = 1") and problem.endswith(
         f"is {sizes[1]['height']} px tall, over the 720 px screen"), problem
     assert hidden[1]["height"] <= 720 and too_tall(hidden) == []
+
+
+@pytest.mark.browser
+def test_a_deck_leaves_out_progress_bars_and_keeps_what_a_cell_prints(deck_dir):
+    """tqdm's widget would show on a slide as its frozen text ("0%|"), and its stderr text as noise."""
+    widget = {"output_type": "display_data", "metadata": {},
+              "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2,
+                                                                    "version_minor": 0},
+                       "text/plain": "Loading weights:   0%|          | 0/36 [00:00<?, ?it/s]"}}
+    bar = {"output_type": "stream", "name": "stderr", "text": "denoising:  40%|####  | 2/5\r"}
+    printed = {"output_type": "stream", "name": "stdout", "text": "loss 0.125\n"}
+    warning = {"output_type": "stream", "name": "stderr", "text": "UserWarning: check this\n"}
+    nb = new_notebook(cells=[_code("run()", "slide", [widget, bar, printed, warning])])
+    html = export_deck(nb, deck_dir / "bars.slides.html").read_text()
+    assert "0%|" not in html and "40%|" not in html
+    assert "loss 0.125" in html and "UserWarning: check this" in html

@@ -34,6 +34,8 @@ REVEAL_PREFIX = "reveal.js"
 MATHJAX_URL = "mathjax/tex-svg.js"  # SVG output: no web fonts to fetch
 # The tag of a code cell whose deck slide shows its output only (Jupyter Book's name for it).
 HIDE_INPUT = "hide-input"
+# What tqdm writes: "Loading pipeline components...:  43%|####      | 3/7 [00:01<00:01, 2.9it/s]".
+PROGRESS_BAR = re.compile(r"\d+%\|")
 # The Open-in-Colab and Open-in-Kaggle badges: images on the services' servers.
 BADGE = re.compile(r"\[!\[(Open In (?:Colab|Kaggle))\]\([^)]*\)\]\(([^)]+)\)")
 
@@ -201,6 +203,18 @@ def with_web_links(nb: dict, slug: str, ref: str) -> dict:
     return nb
 
 
+def _progress_bar(output: dict) -> bool:
+    """A progress bar that a cell showed: tqdm's widget (which a deck shows as its frozen text,
+    "0%|"), or its text on stderr. Noise on a slide."""
+    if output.get("output_type") == "stream":
+        text = output.get("text", "") if output.get("name") == "stderr" else ""
+    elif "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
+        text = output["data"].get("text/plain", "")
+    else:
+        return False
+    return bool(PROGRESS_BAR.search("".join(text) if isinstance(text, list) else text))
+
+
 def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
                 reveal_prefix: str = REVEAL_PREFIX) -> Path:
     """Write an executed notebook as a reveal.js deck that needs no network; returns ``out_path``.
@@ -221,8 +235,10 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = collapsed_as_html(BADGE.sub(r"[\1](\2)", cell.source))
-        elif HIDE_INPUT in cell.metadata.get("tags", []):
-            cell.metadata.setdefault("transient", {})["remove_source"] = True
+        else:
+            if HIDE_INPUT in cell.metadata.get("tags", []):
+                cell.metadata.setdefault("transient", {})["remove_source"] = True
+            cell.outputs = [o for o in cell.outputs if not _progress_bar(o)]
     exporter = SlidesExporter(
         extra_loaders=[DictLoader({"course_reveal.html.j2": TEMPLATE})],
         template_file="course_reveal.html.j2", reveal_url_prefix=reveal_prefix, reveal_theme="white",
@@ -443,8 +459,11 @@ MEASURE_SLIDES = """(async () => {
     await painted();
     const heading = slide.querySelector('h1, h2, h3, h4');
     const title = (heading || slide).textContent.replace(/\\s+/g, ' ').replace('¶', '').trim();
+    slide.style.height = 'auto';  // its content's own height, not the canvas it may fill
+    const height = Math.ceil(slide.scrollHeight);
+    slide.style.height = '';
     sizes.push({number: sizes.length + 1, h: at.h, v: at.v, title: title.slice(0, 60),
-                height: Math.ceil(slide.scrollHeight), canvas: canvas});
+                height: height, canvas: canvas});
   }
   Reveal.slide(0, 0);
   return sizes;
