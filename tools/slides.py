@@ -457,8 +457,10 @@ MEASURE_SLIDES = """(async () => {
     const at = Reveal.getIndices(slide);
     Reveal.slide(at.h, at.v);
     await painted();
-    const heading = slide.querySelector('h1, h2, h3, h4');
-    const title = (heading || slide).textContent.replace(/\\s+/g, ' ').replace('¶', '').trim();
+    const shown = slide.cloneNode(true);  // without its speaker notes
+    shown.querySelectorAll('aside.notes').forEach(notes => notes.remove());
+    const heading = shown.querySelector('h1, h2, h3, h4');
+    const title = (heading || shown).textContent.replace(/\\s+/g, ' ').replace('¶', '').trim();
     slide.style.height = 'auto';  // its content's own height, not the canvas it may fill
     const height = Math.ceil(slide.scrollHeight);
     slide.style.height = '';
