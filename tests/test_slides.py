@@ -179,8 +179,9 @@ def test_a_slide_taller_than_the_screen_is_named_and_a_hidden_input_shortens_one
 
 
 @pytest.mark.browser
-def test_a_deck_leaves_out_progress_bars_and_keeps_what_a_cell_prints(deck_dir):
-    """tqdm's widget would show on a slide as its frozen text ("0%|"), and its stderr text as noise."""
+def test_a_deck_leaves_out_progress_bars_explains_widgets_and_keeps_what_a_cell_prints(deck_dir):
+    """tqdm's widget would show on a slide as its frozen text ("0%|"), and its stderr text as noise;
+    a slider, which needs a kernel, shows as a line saying where it works."""
     widget = {"output_type": "display_data", "metadata": {},
               "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2,
                                                                     "version_minor": 0},
@@ -188,7 +189,12 @@ def test_a_deck_leaves_out_progress_bars_and_keeps_what_a_cell_prints(deck_dir):
     bar = {"output_type": "stream", "name": "stderr", "text": "denoising:  40%|####  | 2/5\r"}
     printed = {"output_type": "stream", "name": "stdout", "text": "loss 0.125\n"}
     warning = {"output_type": "stream", "name": "stderr", "text": "UserWarning: check this\n"}
-    nb = new_notebook(cells=[_code("run()", "slide", [widget, bar, printed, warning])])
+    slider = {"output_type": "display_data", "metadata": {},
+              "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "b", "version_major": 2,
+                                                                    "version_minor": 0},
+                       "text/plain": "interactive(children=(IntSlider(value=8, description='step'"}}
+    nb = new_notebook(cells=[_code("run()", "slide", [widget, bar, printed, warning, slider])])
     html = export_deck(nb, deck_dir / "bars.slides.html").read_text()
-    assert "0%|" not in html and "40%|" not in html
+    assert "0%|" not in html and "40%|" not in html and "IntSlider" not in html
     assert "loss 0.125" in html and "UserWarning: check this" in html
+    assert "An interactive widget: it needs a running kernel" in html

@@ -215,6 +215,19 @@ def _progress_bar(output: dict) -> bool:
     return bool(PROGRESS_BAR.search("".join(text) if isinstance(text, list) else text))
 
 
+WIDGET_NOTE = ("An interactive widget: it needs a running kernel. Present this slide live with "
+               "RISE, or run the notebook in JupyterLab or Colab.")
+
+
+def _widget_note(output: dict) -> dict:
+    """A widget's output as a line that says where it works, instead of its Python repr
+    ("interactive(children=(IntSlider(...") that a deck with no kernel would show."""
+    data = output.get("data", {})
+    if "application/vnd.jupyter.widget-view+json" not in data or "image/png" in data:
+        return output
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/plain": WIDGET_NOTE}}
+
+
 def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
                 reveal_prefix: str = REVEAL_PREFIX) -> Path:
     """Write an executed notebook as a reveal.js deck that needs no network; returns ``out_path``.
@@ -238,7 +251,7 @@ def export_deck(nb: dict, out_path: Path, source_dir: Path = ROOT / "notebooks",
         else:
             if HIDE_INPUT in cell.metadata.get("tags", []):
                 cell.metadata.setdefault("transient", {})["remove_source"] = True
-            cell.outputs = [o for o in cell.outputs if not _progress_bar(o)]
+            cell.outputs = [_widget_note(o) for o in cell.outputs if not _progress_bar(o)]
     exporter = SlidesExporter(
         extra_loaders=[DictLoader({"course_reveal.html.j2": TEMPLATE})],
         template_file="course_reveal.html.j2", reveal_url_prefix=reveal_prefix, reveal_theme="white",
