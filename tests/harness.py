@@ -58,6 +58,55 @@ def convention_problems(path: Path, nb: dict | None = None) -> list[str]:
     for needed in ("## summary", "## exercises"):
         if needed not in headings:
             problems.append(f"no '{needed[3:].title()}' section")
+    return problems + form_problems(cells)
+
+
+SMOKE_SWITCH = re.compile(r"SETTINGS\.(pick|smoke)\b")
+MAX_TEACHING_CHECKS = 3
+
+
+def _tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def form_problems(cells: list[dict]) -> list[str]:
+    """The lesson form: sizes chosen in one cell, at most three checks in the teaching, the rest in
+    one checks cell at the end, and exercises with solutions (inline "Try it" and at the end)."""
+    problems = []
+    code = [(i, c) for i, c in enumerate(cells) if c.get("cell_type") == "code"]
+    sizes = [i for i, c in code if "sizes" in _tags(c)]
+    checks = [i for i, c in code if "checks" in _tags(c)]
+    if len(sizes) > 1:
+        problems.append(f"cells {sizes} are tagged 'sizes': choose every size in one cell")
+    if len(checks) != 1:
+        problems.append("no single code cell tagged 'checks' (the lesson's checks, at the end)"
+                        if not checks else f"cells {checks} are tagged 'checks': use one")
+    elif checks[0] != code[-1][0]:
+        problems.append(f"the checks cell (cell {checks[0]}) is not the last code cell")
+    asserts = 0
+    for i, cell in code:
+        if "sizes" in _tags(cell) or "checks" in _tags(cell):
+            continue
+        if SMOKE_SWITCH.search(_source(cell)):
+            problems.append(f"cell {i} switches on smoke mode (SETTINGS.pick/smoke): choose sizes "
+                            "in the cell tagged 'sizes', check in the cell tagged 'checks'")
+        asserts += len(re.findall(r"^\s*assert\b", _source(cell), re.M))
+    if asserts > MAX_TEACHING_CHECKS:
+        problems.append(f"{asserts} asserts in teaching cells: keep at most {MAX_TEACHING_CHECKS} "
+                        "'Check yourself' ones and move the rest to the cell tagged 'checks'")
+    markdown = [(i, _source(c)) for i, c in enumerate(cells) if c.get("cell_type") == "markdown"]
+    tries = [i for i, text in markdown if re.search(r"^### Try it\b", text, re.M)]
+    if len(tries) < 2:
+        problems.append(f"{len(tries)} inline '### Try it' exercises: a lesson has at least two")
+    for i in tries:  # its solution: in one of the next two markdown cells, collapsed
+        following = [text for j, text in markdown if j > i][:2]
+        if not any("<details>" in text and "<summary>Solution" in text for text in following):
+            problems.append(f"the 'Try it' in cell {i} has no <details><summary>Solution ... "
+                            "block in the markdown cells after it")
+    start = next((j for j, text in markdown if re.search(r"^## Exercises", text, re.M)), None)
+    after = "".join(text for j, text in markdown if start is not None and j >= start)
+    if start is not None and "<summary>Solution" not in after:
+        problems.append("the end-of-lesson exercises have no <details><summary>Solution blocks")
     return problems
 
 

@@ -38,9 +38,20 @@ def _lesson(*code: str, name: str = "00_example.ipynb") -> tuple[str, dict]:
         return {"cell_type": kind, "metadata": {"slideshow": {"slide_type": "slide"}},
                 "source": source, **extra}
 
-    cells = [cell("markdown", f"# Example\n{course.badge(name)}"), cell("code", course.BOOTSTRAP)]
+    def tagged(kind, source, tag):
+        made = cell(kind, source)
+        made["metadata"]["tags"] = [tag]
+        return made
+
+    solution = "<details><summary>Solution</summary>\n\n```python\nprint(2)\n```\n</details>"
+    cells = [cell("markdown", f"# Example\n{course.badge(name)}"), cell("code", course.BOOTSTRAP),
+             tagged("code", "# Sizes: ...\nN = SETTINGS.pick(8, 2)", "sizes")]
     cells += [cell("code", src) for src in code]
-    cells.append(cell("markdown", "## Summary\nIt ran.\n\n## Exercises\n1. Run it."))
+    for n in (1, 2):
+        cells += [cell("markdown", f"### Try it: change {n}"), cell("code", "print(N)"),
+                  cell("markdown", solution)]
+    cells.append(cell("markdown", f"## Summary\nIt ran.\n\n## Exercises\n1. Run it.\n{solution}"))
+    cells += [tagged("markdown", "## Checks", "checks"), tagged("code", "assert N", "checks")]
     return name, {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                               "language": "python"}},
                   "nbformat": 4, "nbformat_minor": 5}
@@ -60,7 +71,17 @@ def test_a_well_formed_lesson_passes():
     (lambda nb: nb["cells"][0].update(source="# Example"), "Open-in-Colab and Open-in-Kaggle badges"),
     (lambda nb: nb["cells"][0].update(source="Example, no title"), "'# Title'"),
     (lambda nb: nb["cells"][2].update(source="token = 'hf_" + "a1B2" * 9 + "'"), "Hugging Face token"),
-    (lambda nb: nb["cells"].pop(), "no 'Summary' section"),
+    (lambda nb: nb["cells"].pop(-3), "no 'Summary' section"),
+    (lambda nb: nb["cells"][3].update(source="x = SETTINGS.pick(3, 1)"), "cell 3 switches on smoke"),
+    (lambda nb: nb["cells"][3].update(source="assert 1\nassert 2\nassert 3\nassert 4"),
+     "4 asserts in teaching cells"),
+    (lambda nb: nb["cells"].pop(), "no single code cell tagged 'checks'"),
+    (lambda nb: nb["cells"].insert(4, nb["cells"][-1]), "cells [4, 13] are tagged 'checks'"),
+    (lambda nb: nb["cells"][3]["metadata"].update(tags=["sizes"]), "cells [2, 3] are tagged 'sizes'"),
+    (lambda nb: nb["cells"][6].update(source="No solution here."), "has no <details><summary>Solution"),
+    (lambda nb: [nb["cells"].pop(i) for i in (9, 8, 7)], "1 inline '### Try it' exercises"),
+    (lambda nb: nb["cells"][-3].update(source="## Summary\nIt ran.\n\n## Exercises\n1. Run it."),
+     "end-of-lesson exercises have no"),
 ])
 def test_defects_are_caught(defect, expected):
     name, nb = _lesson("print(1)")
@@ -102,6 +123,30 @@ OWN_OUTPUTS = (
 
 
 @pytest.mark.notebooks
+def _nbval(folder: Path, configs: str) -> dict[str, list[str]]:
+    """Run nbval with the course's plugin over the notebooks in ``folder`` in a pytest of its own;
+    returns each failing notebook's failures, as "cell name: message"."""
+    report = folder / "report.xml"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("COURSE_OUTPUT_DIR", None)
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.nbharness", "--nbval-lax", "-p", "no:cacheprovider",
+         "--notebook-configs", configs,
+         "--rootdir", str(folder), "-c", os.devnull, f"--junitxml={report}", str(folder)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    failed = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            notebook = case.get("classname", "").split(".ipynb")[0]
+            failed.setdefault(notebook, []).append(f"{case.get('name')}: " + (problem.get("message") or "")
+                                                   + (problem.text or ""))
+    return failed
+
+
 def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
     """One pytest-in-pytest run: nbval with the course's plugin over four small notebooks."""
     notebooks = {
@@ -115,28 +160,30 @@ def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
     }
     for key, (_, nb) in notebooks.items():
         (tmp_path / f"{key}.ipynb").write_text(json.dumps(nb))
-    report = tmp_path / "report.xml"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("COURSE_OUTPUT_DIR", None)
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.nbharness", "--nbval-lax", "-p", "no:cacheprovider",
-         "--notebook-configs", "mini-fp32,mini-fp16",
-         "--rootdir", str(tmp_path), "-c", os.devnull, f"--junitxml={report}", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    failed = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        problem = case.find("failure")
-        if problem is None:
-            problem = case.find("error")
-        if problem is not None:
-            notebook = case.get("classname", "").split(".ipynb")[0]
-            failed.setdefault(notebook, []).append((problem.get("message") or "") + (problem.text or ""))
+    failed = _nbval(tmp_path, "mini-fp32,mini-fp16")
     assert "good" not in failed, failed.get("good")
     assert sum("broken lesson" in m for m in failed.get("raises", [])) == 2, failed  # both configs
     assert any("FutureWarning" in m and "callback" in m for m in failed.get("deprecated", [])), failed
     assert any("did too little" in m for m in failed.get("nothing", [])), failed
     assert "outputs" not in failed, failed.get("outputs")
+
+
+@pytest.mark.notebooks
+def test_a_lesson_that_stops_showing_its_effect_fails_in_its_checks_cell(tmp_path):
+    """Lesson 03 with its latent walk broken (every step decodes the first image's latents) still
+    runs top to bottom without an error; its checks cell, the last code cell, is what fails, and it
+    names the claim the lesson no longer shows."""
+    nb = json.loads((ROOT / "notebooks" / "03_vae.ipynb").read_text())
+    walk = "walk = torch.stack([(1 - w) * z_a + w * z_b for w in weights])"
+    (cell,) = [c for c in nb["cells"] if walk in "".join(c["source"])]
+    cell["source"] = "".join(cell["source"]).replace(walk, "walk = torch.stack([z_a for w in weights])")
+    (tmp_path / "03_vae.ipynb").write_text(json.dumps(nb))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]  # nbval numbers code cells
+    assert "checks" in code[-1]["metadata"].get("tags", [])
+    failed = _nbval(tmp_path, "mini-fp32")
+    (failure,) = failed.get("03_vae", [])
+    assert failure.startswith(f"Cell {len(code) - 1}:"), failure[:300]
+    assert "the walk's two ends should decode to the two round trips" in failure, failure[-600:]
 
 
 def test_a_notebook_run_saves_into_a_folder_of_its_own(tmp_path, monkeypatch):
