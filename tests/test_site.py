@@ -1,5 +1,5 @@
 """The static site (``python course.py site``) opens offline: every page loads, its images render,
-its formulas are typeset and its links resolve.
+its formulas are typeset and its links resolve; and every slide of every deck fits the screen.
 
 The site is built in smoke mode (it executes each lesson, or reuses an up-to-date executed copy)
 into build/test-artefacts/site/; headless Chromium then opens every page from disk with every
@@ -14,7 +14,7 @@ import course
 from tests.test_slides import ARTEFACTS, BLOCKED, chromium_or_skip
 from tools.layout import notebook_paths
 from tools.site import build_site
-from tools.slides import DECK_READY, Browser
+from tools.slides import DECK_READY, Browser, screenshot_slide, slide_sizes, too_tall
 
 pytestmark = pytest.mark.browser
 
@@ -87,3 +87,17 @@ def test_a_link_to_another_lesson_points_at_its_page_and_other_files_at_github()
     assert (web_link("../bench/samplers_mnist.md", "me/course", "v1")
             == "https://github.com/me/course/blob/v1/bench/samplers_mnist.md")
     assert web_link("https://arxiv.org/abs/2006.11239", "me/course", "v1").startswith("https:")
+
+
+def test_every_slide_of_every_deck_fits_a_1280x720_screen(site, chromium):
+    """Each slide, every fragment shown, is at most the decks' 720 px tall: nothing scrolls when a
+    teacher presents. The tallest slide of each deck is saved as a screenshot beside the site."""
+    problems = []
+    with Browser(chromium, offline=True) as browser:
+        for deck in sorted(site.glob("*.slides.html")):
+            sizes = slide_sizes(deck, browser)
+            problems += [f"{deck.name}: {problem}" for problem in too_tall(sizes)]
+            tallest = max(sizes, key=lambda s: s["height"])
+            screenshot_slide(browser, tallest["h"], tallest["v"],
+                             site / f"tallest-{deck.name.split('.')[0]}.png")
+    assert not problems, "slides taller than the screen (split them, see README):\n" + "\n".join(problems)
