@@ -147,6 +147,7 @@ def _nbval(folder: Path, configs: str) -> dict[str, list[str]]:
     return failed
 
 
+@pytest.mark.notebooks
 def test_nbval_run_fails_bad_notebooks_and_passes_a_good_one(tmp_path):
     """One pytest-in-pytest run: nbval with the course's plugin over four small notebooks."""
     notebooks = {
