@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.harness import ROOT
 from tools.slides import (DECK_READY, Browser, executed_copy, export_deck, find_chromium,
-                          install_libraries, slide_count, slide_sizes, too_tall)
+                          install_libraries, screenshot_slide, slide_count, slide_sizes, too_tall)
 
 ARTEFACTS = ROOT / "build" / "test-artefacts"
 LESSON = ROOT / "notebooks" / "00_setup_and_gpus.ipynb"
@@ -32,13 +32,8 @@ PROBE = """({
   solutions: [...document.querySelectorAll('.reveal .slides details')]
                .map(d => [d.open, d.querySelectorAll('pre').length, d.textContent.includes('answer')]),
 })"""
-# Go to the first slide with a figure, every fragment shown, and wait for it to be painted.
-SHOW_FIRST_FIGURE = """(() => {
-  Reveal.configure({transition: 'none', fragments: false});
-  const where = Reveal.getIndices(document.querySelector('.reveal .slides img').closest('section'));
-  Reveal.slide(where.h, where.v);
-  return new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))));
-})()"""
+# Where the first slide with a figure is.
+FIRST_FIGURE = "Reveal.getIndices(document.querySelector('.reveal .slides img').closest('section'))"
 
 
 def _unavailable(reason: str):
@@ -150,8 +145,8 @@ def test_lesson_deck_works_offline(chromium, deck_dir):
     with Browser(chromium, offline=True) as browser:
         assert browser.open(deck.as_uri(), DECK_READY), "reveal.js or MathJax did not initialise offline"
         state = browser.evaluate(PROBE)
-        browser.evaluate(SHOW_FIRST_FIGURE)
-        browser.screenshot(screenshot)
+        where = browser.evaluate(FIRST_FIGURE)
+        screenshot_slide(browser, where["h"], where["v"], screenshot)
         requests = browser.requests
     assert state["slides"] == slide_count(json.loads(LESSON.read_text()))
     assert state["figures"] >= 1, "no figure rendered in the deck"
